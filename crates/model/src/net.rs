@@ -316,5 +316,39 @@ pub fn split_list<'a>(words: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> 
         .collect()
 }
 
+/// The value of `--api-server-authorized-ip-ranges`: a comma-separated list of CIDRs or bare
+/// addresses, or `""`, which turns the restriction off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizedRanges(pub Option<Vec<Cidr>>);
+
+/// `0.0.0.0/32`: alone, admits only the cluster's load-balancer outbound IP.
+pub const LB_ONLY: &str = "0.0.0.0/32";
+
+impl FromStr for AuthorizedRanges {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        let words = split_list([s]);
+        if words.is_empty() {
+            return Ok(Self(None));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(words.len());
+        let mut out = Vec::with_capacity(words.len());
+        for w in words {
+            let c: Cidr = w.parse().map_err(|e: ParseError| ParseError::new(format!("{w}: {e}")))?;
+            if seen.insert(c) {
+                out.push(c);
+            }
+        }
+        let lb_only: Cidr = LB_ONLY.parse().expect("constant");
+        if out.len() > 1 && out.contains(&lb_only) {
+            return Err(ParseError::new(format!(
+                "{LB_ONLY} means 'only the load balancer's outbound IP' and cannot be combined with other ranges; remove it or pass it alone"
+            )));
+        }
+        Ok(Self(Some(out)))
+    }
+}
+
 #[cfg(test)]
 mod tests;
