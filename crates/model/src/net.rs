@@ -335,7 +335,9 @@ impl FromStr for AuthorizedRanges {
         let mut seen = std::collections::HashSet::with_capacity(words.len());
         let mut out = Vec::with_capacity(words.len());
         for w in words {
-            let c: Cidr = w.parse().map_err(|e: ParseError| ParseError::new(format!("{w}: {e}")))?;
+            let c: Cidr = w
+                .parse()
+                .map_err(|e: ParseError| ParseError::new(format!("{w}: {e}")))?;
             if seen.insert(c) {
                 out.push(c);
             }

@@ -33,21 +33,25 @@ impl Key {
 pub trait Resource: Serialize + DeserializeOwned + Clone + PartialEq {
     /// The kind under which the store keeps it.
     const KIND: &'static str;
+    /// The ARM resource type, as in ids and az's messages.
+    const TYPE: &'static str;
     fn key(&self) -> Key;
 }
 
 macro_rules! resource {
-    ($t:ty, $kind:literal, rg) => {
+    ($t:ty, $kind:literal, $type:literal, rg) => {
         impl Resource for $t {
             const KIND: &'static str = $kind;
+            const TYPE: &'static str = $type;
             fn key(&self) -> Key {
                 Key::new(&self.resource_group, &self.name)
             }
         }
     };
-    ($t:ty, $kind:literal, global) => {
+    ($t:ty, $kind:literal, $type:literal, global) => {
         impl Resource for $t {
             const KIND: &'static str = $kind;
+            const TYPE: &'static str = $type;
             fn key(&self) -> Key {
                 Key::global(&self.name)
             }
@@ -55,18 +59,54 @@ macro_rules! resource {
     };
 }
 
-resource!(ResourceGroup, "group", global);
-resource!(ManagedCluster, "managedCluster", rg);
-resource!(VirtualMachine, "virtualMachine", rg);
-resource!(VirtualNetwork, "virtualNetwork", rg);
-resource!(PublicIp, "publicIp", rg);
-resource!(Firewall, "firewall", rg);
-resource!(RouteTable, "routeTable", rg);
-resource!(Feature, "feature", global);
-resource!(Extension, "extension", global);
+resource!(
+    ResourceGroup,
+    "group",
+    "Microsoft.Resources/resourceGroups",
+    global
+);
+resource!(
+    ManagedCluster,
+    "managedCluster",
+    "Microsoft.ContainerService/managedClusters",
+    rg
+);
+resource!(
+    VirtualMachine,
+    "virtualMachine",
+    "Microsoft.Compute/virtualMachines",
+    rg
+);
+resource!(
+    VirtualNetwork,
+    "virtualNetwork",
+    "Microsoft.Network/virtualNetworks",
+    rg
+);
+resource!(
+    PublicIp,
+    "publicIp",
+    "Microsoft.Network/publicIPAddresses",
+    rg
+);
+resource!(Firewall, "firewall", "Microsoft.Network/azureFirewalls", rg);
+resource!(
+    RouteTable,
+    "routeTable",
+    "Microsoft.Network/routeTables",
+    rg
+);
+resource!(
+    Feature,
+    "feature",
+    "Microsoft.Features/providers/features",
+    global
+);
+resource!(Extension, "extension", "extension", global);
 
 impl Resource for Provider {
     const KIND: &'static str = "provider";
+    const TYPE: &'static str = "Microsoft.Resources/providers";
     fn key(&self) -> Key {
         Key::global(&self.namespace)
     }
@@ -74,6 +114,7 @@ impl Resource for Provider {
 
 impl Resource for Settings {
     const KIND: &'static str = "settings";
+    const TYPE: &'static str = "settings";
     fn key(&self) -> Key {
         Key::global("settings")
     }

@@ -77,11 +77,16 @@ fn lists_split_on_spaces_commas_and_lines() {
 
 #[test]
 fn authorized_ranges() {
-    assert_eq!("".parse::<AuthorizedRanges>().unwrap(), AuthorizedRanges(None));
+    assert_eq!(
+        "".parse::<AuthorizedRanges>().unwrap(),
+        AuthorizedRanges(None)
+    );
     let r: AuthorizedRanges = "203.0.113.4, 10.0.0.0/8,203.0.113.4/32".parse().unwrap();
     let r: Vec<String> = r.0.unwrap().iter().map(|c| c.to_string()).collect();
     assert_eq!(r, ["203.0.113.4/32", "10.0.0.0/8"]);
-    let e = "0.0.0.0/32,10.0.0.0/8".parse::<AuthorizedRanges>().unwrap_err();
+    let e = "0.0.0.0/32,10.0.0.0/8"
+        .parse::<AuthorizedRanges>()
+        .unwrap_err();
     assert!(e.0.contains("cannot be combined"));
     let e = "137.117.106.90/29".parse::<AuthorizedRanges>().unwrap_err();
     assert!(e.0.contains("use 137.117.106.88/29"), "{e}");
