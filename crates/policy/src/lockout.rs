@@ -106,7 +106,14 @@ pub fn lockout(before: &Policy, after: &Policy) -> Vec<Lockout> {
             continue;
         }
         let c = after.cluster_of(node).expect("api_flow found the cluster");
-        let fix = t.fix.clone().unwrap_or_default();
+        let mut fix = t.fix.clone().unwrap_or_default();
+        let mut reason = t.reason.clone().unwrap_or_default();
+        // A rule for the nodes' whole subnet fixes them all at once.
+        if let Some(prefix) = after.subnet_prefix(node) {
+            let (one, all) = (format!("from {} ", node.ip), format!("from {prefix} "));
+            fix = fix.replace(&one, &all);
+            reason = reason.replace(&one, &all);
+        }
         groups
             .entry((c.id.to_ascii_lowercase(), t.seen_as, fix.clone()))
             .or_insert_with(|| Lockout {
@@ -117,7 +124,7 @@ pub fn lockout(before: &Policy, after: &Policy) -> Vec<Lockout> {
                 nodes: Vec::new(),
                 seen_as: t.seen_as,
                 blocked_by: t.blocked_by.unwrap_or(Component::ApiServer),
-                reason: t.reason.clone().unwrap_or_default(),
+                reason,
                 fix,
             })
             .nodes

@@ -57,6 +57,7 @@ pub struct NodePolicy {
 
 #[derive(Debug, Clone)]
 pub(crate) struct SubnetPolicy {
+    pub(crate) prefix: apiwall_model::Cidr,
     pub(crate) name: String,
     /// Lowercased vnet id.
     pub(crate) vnet: String,
@@ -117,6 +118,7 @@ impl Policy {
                 p.subnets.insert(
                     s.id.to_ascii_lowercase(),
                     SubnetPolicy {
+                        prefix: s.address_prefix,
                         name: s.name.clone(),
                         vnet: vnet.id.to_ascii_lowercase(),
                         route_table_id: table.map(|t| t.id.clone()),
@@ -238,6 +240,14 @@ impl Policy {
         } else {
             self.node_by_name.get(&k).copied()
         }
+    }
+
+    /// The address prefix of a node's subnet.
+    pub fn subnet_prefix(&self, node: &NodePolicy) -> Option<apiwall_model::Cidr> {
+        node.subnet
+            .as_ref()
+            .and_then(|s| self.subnets.get(s))
+            .map(|s| s.prefix)
     }
 
     /// The cluster a node belongs to.
