@@ -4,17 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests drive as real peers: nft, ip, haproxy, nginx, iperf3, hyperfine.
+# Packages the tests drive as real peers: nft, ip, haproxy, nginx, iperf3, hyperfine, and kubectl
+# (from the machine image's apt sources).
 need=()
 for pair in nft:nftables ip:iproute2 haproxy:haproxy nginx:nginx iperf3:iperf3 hyperfine:hyperfine kubectl:kubectl; do
   bin=${pair%%:*} pkg=${pair#*:}
   command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then
-  if [[ " ${need[*]} " == *" kubectl "* ]]; then
-    echo "kubectl is missing and is not a Debian package: install it from https://dl.k8s.io first" >&2
-    exit 1
-  fi
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${need[@]}" >/dev/null
