@@ -434,3 +434,114 @@ pub fn network_rule(
         source_ip_groups: vec![],
     }
 }
+
+/// A small deterministic PRNG (xorshift64*) for generated fixtures.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+/// `n` random IPv4 prefixes shaped like a large allow list: half /32 hosts, 30% /24, and the
+/// rest spread over /16-/31. Duplicates are possible, as in real lists.
+pub fn random_prefixes(n: usize, seed: u64) -> Vec<Cidr> {
+    let mut rng = Rng::new(seed);
+    (0..n)
+        .map(|_| {
+            let len = match rng.below(10) {
+                0..=4 => 32,
+                5..=7 => 24,
+                8 => 16 + rng.below(8) as u8,
+                _ => 25 + rng.below(7) as u8,
+            };
+            let a = Ipv4Addr::from(rng.next_u64() as u32);
+            Cidr(ipnet::IpNet::V4(
+                ipnet::Ipv4Net::new(a, len).expect("length").trunc(),
+            ))
+        })
+        .collect()
+}
+
+/// Lookup keys for a prefix list: half inside listed prefixes, half uniformly random.
+pub fn random_queries(prefixes: &[Cidr], n: usize, seed: u64) -> Vec<IpAddr> {
+    let mut rng = Rng::new(seed);
+    (0..n)
+        .map(|i| {
+            if i % 2 == 0 && !prefixes.is_empty() {
+                let c = prefixes[rng.below(prefixes.len() as u64) as usize];
+                let host_bits = 32 - c.prefix_len() as u32;
+                let off = if host_bits == 0 {
+                    0
+                } else {
+                    rng.next_u64() as u32 & (u32::MAX >> (32 - host_bits))
+                };
+                match c.net().addr() {
+                    IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) | off)),
+                    v6 => v6,
+                }
+            } else {
+                IpAddr::V4(Ipv4Addr::from(rng.next_u64() as u32))
+            }
+        })
+        .collect()
+}
+
+/// A firewall with `n` rules in collections of 100: `n - 1` Deny rules for TCP from the node
+/// subnet to distinct /32s and ports, then the seed's `AllowTCPOutbound` last (priority 65000),
+/// so a flow to the API server is decided by the very last rule.
+pub fn big_firewall_collections(fw_id: &str, n: usize) -> Vec<NetworkRuleCollection> {
+    let mut cols = Vec::new();
+    let deny = n.saturating_sub(1);
+    for c in 0..deny.div_ceil(100) {
+        let rules = (c * 100..((c + 1) * 100).min(deny))
+            .map(|i| {
+                let dst = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + i as u32);
+                let port = format!("{}", 1000 + (i % 50_000));
+                network_rule(
+                    &format!("deny-{i}"),
+                    &[Protocol::Tcp],
+                    &["10.240.0.0/16"],
+                    &[&dst.to_string()],
+                    &[&port],
+                )
+            })
+            .collect();
+        cols.push(collection(
+            fw_id,
+            &format!("deny-{c}"),
+            100 + c as u32,
+            Action::Deny,
+            rules,
+        ));
+    }
+    cols.push(collection(
+        fw_id,
+        "myAzureFirewallCollection",
+        65000,
+        Action::Allow,
+        vec![network_rule(
+            "AllowTCPOutbound",
+            &[Protocol::Tcp],
+            &["*"],
+            &["*"],
+            &["*"],
+        )],
+    ));
+    cols
+}

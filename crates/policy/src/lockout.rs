@@ -49,7 +49,7 @@ impl fmt::Display for Lockout {
         }
         write!(
             f,
-            "this change would cut {n} node{} of cluster {} ({names}) off from their API server {}:{API_SERVER_PORT}",
+            "This change would cut {n} node{} of cluster {} ({names}) off from their API server {}:{API_SERVER_PORT}",
             if n == 1 { "" } else { "s" },
             self.cluster,
             self.api_server_address,

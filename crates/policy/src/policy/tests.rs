@@ -11,7 +11,9 @@ fn ip(s: &str) -> IpAddr {
 
 /// The procedure's end state: firewall, route to it, API server authorizing its public IP.
 fn procedure() -> World {
-    WorldBuilder::new().procedure("myResourceGroup", "myAKSCluster", 3).build()
+    WorldBuilder::new()
+        .procedure("myResourceGroup", "myAKSCluster", 3)
+        .build()
 }
 
 fn node0(w: &World) -> String {
@@ -78,12 +80,21 @@ fn test_ip_flow_includes_the_firewall() {
             "apiserver",
             200,
             Action::Allow,
-            vec![network_rule("AllowAPI443", &[Protocol::Tcp], &["*"], &["*"], &["443"])],
+            vec![network_rule(
+                "AllowAPI443",
+                &[Protocol::Tcp],
+                &["*"],
+                &["*"],
+                &["443"],
+            )],
         )])
         .build();
     let p = Policy::compile(&w);
     let f = p.test_ip_flow(&Flow::from_vm(&node0(&w), api(&w), 443, Protocol::Tcp));
-    assert_eq!((f.access, f.rule_name.as_str()), (Action::Allow, "AllowAPI443"));
+    assert_eq!(
+        (f.access, f.rule_name.as_str()),
+        (Action::Allow, "AllowAPI443")
+    );
     let json = serde_json::to_value(&f).unwrap();
     assert_eq!(json["access"], "Allow");
     assert_eq!(json["ruleName"], "AllowAPI443");
@@ -92,8 +103,15 @@ fn test_ip_flow_includes_the_firewall() {
     assert_eq!(t.verdict, Verdict::Deny);
     assert_eq!(t.blocked_by, Some(Component::Firewall));
     let f = t.ip_flow();
-    assert_eq!((f.access, f.rule_name.as_str()), (Action::Deny, "DefaultDeny"));
-    assert!(t.fix.unwrap().contains("add a network rule allowing TCP 22 from 10.240.0.4"));
+    assert_eq!(
+        (f.access, f.rule_name.as_str()),
+        (Action::Deny, "DefaultDeny")
+    );
+    assert!(
+        t.fix
+            .unwrap()
+            .contains("add a network rule allowing TCP 22 from 10.240.0.4")
+    );
 }
 
 #[test]
@@ -107,13 +125,21 @@ fn trace_from_node_goes_through_the_firewall() {
     let comps: Vec<Component> = t.hops.iter().map(|h| h.component).collect();
     assert_eq!(
         comps,
-        [Component::Route, Component::Firewall, Component::Snat, Component::ApiServer]
+        [
+            Component::Route,
+            Component::Firewall,
+            Component::Snat,
+            Component::ApiServer
+        ]
     );
     let fw = &t.hops[1];
     assert_eq!(fw.collection.as_deref(), Some("myAzureFirewallCollection"));
     assert_eq!(fw.rule.as_deref(), Some("AllowTCPOutbound"));
     assert_eq!(t.hops[2].translated_to, Some(fw_public_ip(&w)));
-    assert!(matches!(t.hops[3].access, Some(AccessDecision::Range { .. })));
+    assert!(matches!(
+        t.hops[3].access,
+        Some(AccessDecision::Range { .. })
+    ));
 
     let json = serde_json::to_value(&t).unwrap();
     assert_eq!(json["verdict"], "Allow");
@@ -126,14 +152,24 @@ fn trace_from_node_goes_through_the_firewall() {
 fn trace_from_unauthorized_internet_address_is_denied_at_the_api_server() {
     let w = procedure();
     let p = Policy::compile(&w);
-    let t = p.trace(&Flow::from_ip(ip("192.0.2.66"), api(&w), 443, Protocol::Tcp));
+    let t = p.trace(&Flow::from_ip(
+        ip("192.0.2.66"),
+        api(&w),
+        443,
+        Protocol::Tcp,
+    ));
     assert_eq!(t.verdict, Verdict::Deny);
     assert_eq!(t.blocked_by, Some(Component::ApiServer));
     assert_eq!(t.seen_as, Some(ip("192.0.2.66")));
     assert!(t.fix.as_deref().unwrap().starts_with("add 192.0.2.66/32"));
     assert_eq!(serde_json::to_value(&t).unwrap()["blockedBy"], "apiServer");
 
-    let t = p.trace(&Flow::from_ip(fw_public_ip(&w), api(&w), 443, Protocol::Tcp));
+    let t = p.trace(&Flow::from_ip(
+        fw_public_ip(&w),
+        api(&w),
+        443,
+        Protocol::Tcp,
+    ));
     assert_eq!(t.verdict, Verdict::Allow);
 }
 
@@ -183,7 +219,14 @@ fn user_defined_routing_without_appliance_has_no_egress() {
     assert_eq!(t.verdict, Verdict::Deny);
     assert_eq!(t.blocked_by, Some(Component::Route));
     assert!(t.reason.as_deref().unwrap().contains("userDefinedRouting"));
-    assert!(t.fix.as_deref().unwrap().contains("VirtualAppliance 10.200.0.4"), "{:?}", t.fix);
+    assert!(
+        t.fix
+            .as_deref()
+            .unwrap()
+            .contains("VirtualAppliance 10.200.0.4"),
+        "{:?}",
+        t.fix
+    );
 }
 
 #[test]
@@ -191,8 +234,18 @@ fn route_none_gateway_and_foreign_appliance_deny() {
     let w = WorldBuilder::new()
         .cluster("rg", "c", 2)
         .firewall()
-        .user_route("to-gw", "192.0.2.0/24", NextHopType::VirtualNetworkGateway, None)
-        .user_route("to-box", "192.0.3.0/24", NextHopType::VirtualAppliance, Some("10.240.9.9"))
+        .user_route(
+            "to-gw",
+            "192.0.2.0/24",
+            NextHopType::VirtualNetworkGateway,
+            None,
+        )
+        .user_route(
+            "to-box",
+            "192.0.3.0/24",
+            NextHopType::VirtualAppliance,
+            Some("10.240.9.9"),
+        )
         .build();
     let p = Policy::compile(&w);
     let vm = node0(&w);
@@ -203,15 +256,29 @@ fn route_none_gateway_and_foreign_appliance_deny() {
         t
     };
     assert!(deny("172.16.5.5").reason.unwrap().contains("next hop None"));
-    assert!(deny("192.0.2.1").reason.unwrap().contains("virtual network gateway"));
+    assert!(
+        deny("192.0.2.1")
+            .reason
+            .unwrap()
+            .contains("virtual network gateway")
+    );
     let t = deny("192.0.3.1");
     assert!(t.reason.unwrap().contains("not a firewall"));
-    assert!(t.fix.unwrap().contains("10.200.0.4, the private IP of firewall myAzureFirewall"));
+    assert!(
+        t.fix
+            .unwrap()
+            .contains("10.200.0.4, the private IP of firewall myAzureFirewall")
+    );
     // A pod route's appliance is a node: delivered.
     let t = p.trace(&Flow::from_vm(&vm, ip("10.244.1.9"), 80, Protocol::Tcp));
     assert_eq!(t.verdict, Verdict::Allow);
     assert_eq!(t.hops[0].decision, HopDecision::Forward);
-    let unknown = p.trace(&Flow::from_vm("nobody", ip("10.244.1.9"), 80, Protocol::Tcp));
+    let unknown = p.trace(&Flow::from_vm(
+        "nobody",
+        ip("10.244.1.9"),
+        80,
+        Protocol::Tcp,
+    ));
     assert_eq!(unknown.blocked_by, Some(Component::Source));
 }
 
@@ -219,15 +286,21 @@ fn route_none_gateway_and_foreign_appliance_deny() {
 fn snat_private_ranges_keep_the_node_address() {
     let mut w = procedure();
     for fw in w.firewalls.values_mut() {
-        fw.additional_properties
-            .insert(apiwall_model::SNAT_PRIVATE_RANGES.into(), "0.0.0.0/0".into());
+        fw.additional_properties.insert(
+            apiwall_model::SNAT_PRIVATE_RANGES.into(),
+            "0.0.0.0/0".into(),
+        );
     }
     let p = Policy::compile(&w);
     let t = p.trace(&Flow::from_vm(&node0(&w), api(&w), 443, Protocol::Tcp));
     assert_eq!(t.seen_as, Some(ip("10.240.0.4")));
     assert_eq!(t.hops[2].decision, HopDecision::NoSnat);
     assert_eq!(t.blocked_by, Some(Component::ApiServer));
-    assert!(t.fix.unwrap().contains("10.240.0.4/32, the node's own address"));
+    assert!(
+        t.fix
+            .unwrap()
+            .contains("10.240.0.4/32, the node's own address")
+    );
 }
 
 #[test]
@@ -237,9 +310,18 @@ fn aks_zero_slash_32_in_a_policy() {
         .authorized(Some(&["0.0.0.0/32"]))
         .build();
     let p = Policy::compile(&w);
-    assert!(p.trace(&Flow::from_vm(&node0(&w), api(&w), 443, Protocol::Tcp)).allowed());
-    assert!(!p.trace(&Flow::from_ip(ip("192.0.2.1"), api(&w), 443, Protocol::Tcp)).allowed());
-    assert!(p.trace(&Flow::from_ip(lb_ip(&w), api(&w), 443, Protocol::Tcp)).allowed());
+    assert!(
+        p.trace(&Flow::from_vm(&node0(&w), api(&w), 443, Protocol::Tcp))
+            .allowed()
+    );
+    assert!(
+        !p.trace(&Flow::from_ip(ip("192.0.2.1"), api(&w), 443, Protocol::Tcp))
+            .allowed()
+    );
+    assert!(
+        p.trace(&Flow::from_ip(lb_ip(&w), api(&w), 443, Protocol::Tcp))
+            .allowed()
+    );
 }
 
 // === lockout ===
@@ -249,7 +331,8 @@ fn ranges_without_the_firewall_ip_lock_the_nodes_out() {
     let before = procedure();
     let mut after = before.clone();
     for c in after.clusters.values_mut() {
-        c.api_server_access_profile.authorized_ip_ranges = Some(vec!["192.0.2.0/24".parse().unwrap()]);
+        c.api_server_access_profile.authorized_ip_ranges =
+            Some(vec!["192.0.2.0/24".parse().unwrap()]);
     }
     let l = lockout(&Policy::compile(&before), &Policy::compile(&after));
     assert_eq!(l.len(), 1, "{l:#?}");
@@ -259,7 +342,13 @@ fn ranges_without_the_firewall_ip_lock_the_nodes_out() {
     assert_eq!(l.seen_as, Some(fw_public_ip(&before)));
     assert_eq!(l.blocked_by, Component::ApiServer);
     let msg = l.to_string();
-    assert!(msg.contains(&format!("{}/32, the public IP of firewall myAzureFirewall", fw_public_ip(&before))), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "{}/32, the public IP of firewall myAzureFirewall",
+            fw_public_ip(&before)
+        )),
+        "{msg}"
+    );
     assert!(msg.contains("3 nodes of cluster myAKSCluster"), "{msg}");
     assert!(msg.contains("--force"), "{msg}");
 }
@@ -276,7 +365,8 @@ fn deleting_the_rule_collection_locks_the_nodes_out() {
     assert_eq!(l[0].blocked_by, Component::Firewall);
     assert_eq!(l[0].nodes.len(), 3);
     assert!(
-        l[0].fix.starts_with("add a network rule allowing TCP 443 from 10.240.0.0/16 to "),
+        l[0].fix
+            .starts_with("add a network rule allowing TCP 443 from 10.240.0.0/16 to "),
         "{}",
         l[0].fix
     );
@@ -292,7 +382,12 @@ fn deleting_the_firewall_route_is_not_a_lockout_with_a_load_balancer() {
     let (b, a) = (Policy::compile(&before), Policy::compile(&after));
     assert!(lockout(&b, &a).is_empty());
     // The nodes now leave through the load balancer, always admitted.
-    let t = a.trace(&Flow::from_vm(&node0(&after), api(&after), 443, Protocol::Tcp));
+    let t = a.trace(&Flow::from_vm(
+        &node0(&after),
+        api(&after),
+        443,
+        Protocol::Tcp,
+    ));
     assert_eq!(t.seen_as, Some(lb_ip(&after)));
     assert!(t.allowed());
 }
@@ -339,9 +434,19 @@ fn two_clusters_with_the_same_layout_stay_apart() {
     let b = p.clusters().iter().find(|c| c.name == "b").unwrap();
     let na = p.nodes_of(a).next().unwrap().name.clone();
     let nb = p.nodes_of(b).next().unwrap().name.clone();
-    let ta = p.trace(&Flow::from_vm(&na, a.api_server_address, 443, Protocol::Tcp));
+    let ta = p.trace(&Flow::from_vm(
+        &na,
+        a.api_server_address,
+        443,
+        Protocol::Tcp,
+    ));
     assert_eq!(ta.hops[1].component, Component::Firewall);
-    let tb = p.trace(&Flow::from_vm(&nb, b.api_server_address, 443, Protocol::Tcp));
+    let tb = p.trace(&Flow::from_vm(
+        &nb,
+        b.api_server_address,
+        443,
+        Protocol::Tcp,
+    ));
     assert_eq!(tb.hops[1].component, Component::Snat);
     assert!(ta.allowed() && tb.allowed());
 }
