@@ -290,11 +290,8 @@ impl Interner {
                 return id;
             }
         }
-        let id = if self.words == 0 {
-            0
-        } else {
-            (self.sets.len() / self.words) as u32
-        };
+        // With no rules every set is the empty set, id 0.
+        let id = self.sets.len().checked_div(self.words).unwrap_or(0) as u32;
         self.sets.extend_from_slice(set);
         ids.push(id);
         id
