@@ -3,7 +3,7 @@
 # builds apiwall, replays the seed's procedure, and shows the resulting cluster and firewall.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked -q
+cargo build --release -q
 export APIWALL="$PWD/target/release/apiwall"
 echo "== the seed procedure (store: ${APIWALL_HOME:-$HOME/.apiwall})"
 scripts/procedure.sh

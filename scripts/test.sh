@@ -18,5 +18,5 @@ if ((${#need[@]})); then
 fi
 
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace

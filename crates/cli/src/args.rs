@@ -1,6 +1,6 @@
 //! The command line, in az's vocabulary: `apiwall network firewall network-rule create -g RG …`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
 use apiwall_model::resources::{Action, NextHopType, OutboundType, Priority};
@@ -277,6 +277,69 @@ pub enum NetworkCmd {
     /// Route tables and their routes.
     #[command(subcommand, name = "route-table")]
     RouteTable(RouteTableCmd),
+    /// Answer "where does this packet go, and who lets it through?" from the model.
+    #[command(subcommand)]
+    Watcher(WatcherCmd),
+}
+
+// === network watcher ===
+
+#[derive(Debug, Subcommand)]
+pub enum WatcherCmd {
+    /// The next hop of a packet from a VM: type, address and the route table that decided it.
+    ShowNextHop {
+        #[arg(short = 'g', long = "resource-group")]
+        resource_group: String,
+        /// The VM (node) the packet leaves.
+        #[arg(long)]
+        vm: String,
+        /// The VM's own address.
+        #[arg(long)]
+        source_ip: Option<IpAddr>,
+        #[arg(long)]
+        dest_ip: IpAddr,
+    },
+    /// Whether a flow is allowed, and by which rule; unlike Azure's, it includes the firewall.
+    TestIpFlow {
+        #[arg(short = 'g', long = "resource-group")]
+        resource_group: String,
+        #[arg(long)]
+        vm: String,
+        #[arg(long, value_enum, ignore_case = true)]
+        direction: Direction,
+        #[arg(long, value_parser = Protocol::from_str)]
+        protocol: Protocol,
+        /// The VM's side, IP:PORT.
+        #[arg(long)]
+        local: SocketAddr,
+        /// The other side, IP:PORT.
+        #[arg(long)]
+        remote: SocketAddr,
+    },
+    /// Every hop of a flow (route, firewall rule, SNAT, the API server's authorized ranges),
+    /// the verdict, and for a denial what blocked it and how to fix it.
+    Trace {
+        #[arg(short = 'g', long = "resource-group")]
+        resource_group: Option<String>,
+        /// A node as the source (needs -g).
+        #[arg(long, required_unless_present = "source_ip")]
+        vm: Option<String>,
+        /// The source address (an internet host, or the node's own address with --vm).
+        #[arg(long)]
+        source_ip: Option<IpAddr>,
+        #[arg(long)]
+        dest_ip: IpAddr,
+        #[arg(long, default_value_t = 443)]
+        dest_port: u16,
+        #[arg(long, value_parser = Protocol::from_str, default_value = "TCP")]
+        protocol: Protocol,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Direction {
+    Inbound,
+    Outbound,
 }
 
 #[derive(Debug, Subcommand)]

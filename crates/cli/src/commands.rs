@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use apiwall_service::{
-    Api, ApiError, Child, ClusterCreate, ErrorKind, IpConfigCreate, LocalApi, Named, Request,
-    RouteSpec, SubnetSpec,
+    Api, ApiError, Child, ClusterCreate, ErrorKind, IpConfigCreate, IpFlowSpec, LocalApi, Named,
+    Request, RouteSpec, SubnetSpec, TraceSpec,
 };
 use apiwall_store::SqliteStore;
 
@@ -31,6 +31,9 @@ pub fn open_api() -> anyhow::Result<LocalApi<SqliteStore>> {
 
 pub fn run(cli: Cli) -> ExitCode {
     let request = to_request(cli.command);
+    let trace_table = matches!(request, Request::Trace(_))
+        && cli.global.output == Output::Table
+        && cli.global.query.is_none();
     let api = match open_api() {
         Ok(api) => api,
         Err(e) => {
@@ -39,6 +42,10 @@ pub fn run(cli: Cli) -> ExitCode {
         }
     };
     match api.call(request, cli.global.force) {
+        Ok(value) if trace_table => {
+            print!("{}", output::trace_table(&value));
+            ExitCode::SUCCESS
+        }
         Ok(value) => match output::print(&value, cli.global.output, cli.global.query.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -293,6 +300,52 @@ fn network_request(n: NetworkCmd) -> Request {
                     CollectionCmd::Delete(id) => Request::CollectionDelete(fw_child(id)),
                 },
             },
+        },
+        NetworkCmd::Watcher(c) => match c {
+            WatcherCmd::ShowNextHop {
+                resource_group,
+                vm,
+                source_ip,
+                dest_ip,
+            } => Request::NextHop {
+                rg: resource_group,
+                vm,
+                source_ip,
+                dest_ip,
+            },
+            WatcherCmd::TestIpFlow {
+                resource_group,
+                vm,
+                direction,
+                protocol,
+                local,
+                remote,
+            } => Request::IpFlow(IpFlowSpec {
+                rg: resource_group,
+                vm,
+                direction: match direction {
+                    Direction::Inbound => apiwall_service::Direction::Inbound,
+                    Direction::Outbound => apiwall_service::Direction::Outbound,
+                },
+                protocol,
+                local: (local.ip(), local.port()),
+                remote: (remote.ip(), remote.port()),
+            }),
+            WatcherCmd::Trace {
+                resource_group,
+                vm,
+                source_ip,
+                dest_ip,
+                dest_port,
+                protocol,
+            } => Request::Trace(TraceSpec {
+                rg: resource_group,
+                vm,
+                source_ip,
+                dest_ip,
+                dest_port,
+                protocol,
+            }),
         },
         NetworkCmd::RouteTable(c) => match c {
             RouteTableCmd::Create {

@@ -75,6 +75,56 @@ pub fn render(value: &Value, format: Output) -> String {
     }
 }
 
+/// `network watcher trace -o table`: the verdict, one row per hop, and for a denial what
+/// blocked the flow and the fix.
+pub fn trace_table(trace: &Value) -> String {
+    let field = |k: &str| tsv_cell(&trace[k]);
+    let mut out = format!(
+        "Verdict: {}  ({} {} -> {}:{}{})\n\n",
+        field("verdict"),
+        field("protocol"),
+        field("source"),
+        field("destination"),
+        field("destinationPort"),
+        match trace["seenAs"].as_str() {
+            Some(ip) => format!(", seen as {ip}"),
+            None => String::new(),
+        }
+    );
+    let hops: Vec<Value> = trace["hops"]
+        .as_array()
+        .map(|hops| {
+            hops.iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    serde_json::json!({
+                        "#": i + 1,
+                        "component": h["component"],
+                        "decision": h["decision"],
+                        "name": h["name"],
+                        "rule": h["rule"],
+                        "detail": h["detail"],
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.push_str(&table(&Value::Array(hops)));
+    for (label, key) in [
+        ("Blocked by", "blockedBy"),
+        ("Reason", "reason"),
+        ("Fix", "fix"),
+    ] {
+        if let Some(v) = trace[key].as_str() {
+            out.push_str(&format!("\n{label}: {v}"));
+        }
+    }
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out
+}
+
 // === tsv ===
 
 /// az's tsv: a list prints one line per item; a dict prints its values (sorted by key) separated

@@ -8,6 +8,7 @@ mod error;
 mod ops;
 mod read;
 mod request;
+mod watcher;
 
 use apiwall_model::world::{CorruptRecord, World};
 use apiwall_store::Store;
@@ -70,7 +71,12 @@ fn corrupt(e: CorruptRecord) -> ApiError {
 
 impl<S: Store> Api for LocalApi<S> {
     fn call(&self, request: Request, force: bool) -> Result<Value, ApiError> {
-        if request.is_read() {
+        if matches!(
+            request,
+            Request::NextHop { .. } | Request::IpFlow(_) | Request::Trace(_)
+        ) {
+            watcher::run(&self.world()?.0, request)
+        } else if request.is_read() {
             read::run(&self.store, request)
         } else {
             self.mutate(request, force)

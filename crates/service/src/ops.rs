@@ -1411,7 +1411,20 @@ fn check_references(w: &World) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Refuses a change that would cut a cluster's nodes off from their own API server.
-pub(crate) fn check_lockout(_before: &World, _after: &World) -> Result<(), ApiError> {
-    Ok(())
+/// Refuses a change that would cut a cluster's nodes off from their own API server: every node
+/// that reaches its API server before the change must still reach it after.
+pub(crate) fn check_lockout(before: &World, after: &World) -> Result<(), ApiError> {
+    if after.clusters.is_empty() {
+        return Ok(());
+    }
+    let (before, after) = (
+        apiwall_policy::Policy::compile(before),
+        apiwall_policy::Policy::compile(after),
+    );
+    let cut = apiwall_policy::lockout(&before, &after);
+    if cut.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = cut.iter().map(ToString::to_string).collect();
+    Err(ApiError::Lockout(lines.join("\n")))
 }

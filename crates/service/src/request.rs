@@ -2,6 +2,8 @@
 //! follow az's flags.
 
 use apiwall_model::resources::{Action, NextHopType, OutboundType, Priority};
+use std::net::IpAddr;
+
 use apiwall_model::{AddressEntry, AuthorizedRanges, Cidr, PortEntry, Protocol};
 
 /// A resource group and a name: what `-g RG -n NAME` gives.
@@ -81,7 +83,36 @@ pub struct RouteSpec {
     pub name: String,
     pub address_prefix: Option<Cidr>,
     pub next_hop_type: Option<NextHopType>,
-    pub next_hop_ip: Option<std::net::IpAddr>,
+    pub next_hop_ip: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IpFlowSpec {
+    pub rg: String,
+    pub vm: String,
+    pub direction: Direction,
+    pub protocol: Protocol,
+    /// The VM's side: `IP:PORT`.
+    pub local: (IpAddr, u16),
+    /// The other side: `IP:PORT`.
+    pub remote: (IpAddr, u16),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceSpec {
+    /// The source: a node (with its group), or an address on the internet.
+    pub rg: Option<String>,
+    pub vm: Option<String>,
+    pub source_ip: Option<IpAddr>,
+    pub dest_ip: IpAddr,
+    pub dest_port: u16,
+    pub protocol: Protocol,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -196,6 +227,18 @@ pub enum Request {
     ExtensionList,
 
     ConfigureShow,
+
+    /// `network watcher show-next-hop`.
+    NextHop {
+        rg: String,
+        vm: String,
+        source_ip: Option<IpAddr>,
+        dest_ip: IpAddr,
+    },
+    /// `network watcher test-ip-flow`.
+    IpFlow(IpFlowSpec),
+    /// `network watcher trace`.
+    Trace(TraceSpec),
     Configure {
         public_ip_pool: Option<Cidr>,
         api_server_pool: Option<Cidr>,
@@ -237,6 +280,9 @@ impl Request {
                 | ProviderShow(_)
                 | ExtensionList
                 | ConfigureShow
+                | NextHop { .. }
+                | IpFlow(_)
+                | Trace(_)
         )
     }
 }

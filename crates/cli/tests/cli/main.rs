@@ -6,4 +6,6 @@ mod support;
 mod bad_input;
 mod concurrency;
 mod golden;
+mod lockout;
 mod procedure;
+mod watcher;
