@@ -156,6 +156,7 @@ impl SubnetRoutes {
 mod tests {
     use super::*;
     use crate::fixture::WorldBuilder;
+    use proptest::prelude::*;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -225,5 +226,51 @@ mod tests {
         let h = r.lookup(ip("192.168.1.1")).unwrap();
         assert_eq!(h.next_hop_type, NextHopType::None);
         assert!(h.is_system());
+    }
+
+    /// The oracle: every effective route that holds `dst`; the longest wins, then a user route.
+    fn naive(r: &SubnetRoutes, dst: IpAddr) -> Option<&NextHop> {
+        r.routes()
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.address_prefix.contains_addr(dst))
+            .max_by_key(|(i, h)| (h.address_prefix.prefix_len(), !h.is_system(), *i))
+            .map(|(_, h)| h)
+    }
+
+    proptest! {
+        #[test]
+        fn lookup_agrees_with_a_naive_scan(
+            user in proptest::collection::vec((0u32..32, 0u8..=32, 0usize..5), 0..40),
+            dsts in proptest::collection::vec((0u32..32, any::<u32>()), 1..40),
+        ) {
+            let mut w = WorldBuilder::new().cluster("rg", "c", 2).build();
+            let table = w.route_tables.values_mut().next().unwrap();
+            let types = [
+                NextHopType::VnetLocal,
+                NextHopType::Internet,
+                NextHopType::None,
+                NextHopType::VirtualAppliance,
+                NextHopType::VirtualNetworkGateway,
+            ];
+            for (i, (hi, len, t)) in user.into_iter().enumerate() {
+                // Prefixes around 10.x and 172.16.x, where system routes live too.
+                let base = if hi % 2 == 0 { 0x0a00_0000 } else { 0xac10_0000 };
+                let a = std::net::Ipv4Addr::from(base | (hi << 20));
+                let p = ipnet::Ipv4Net::new(a, len).unwrap().trunc();
+                table.routes.push(crate::fixture::route(
+                    &table.id, &format!("r{i}"), &p.to_string(), types[t], None,
+                ));
+            }
+            let vnet = w.vnets.values().next().unwrap();
+            let r = SubnetRoutes::compile(vnet, w.route_tables.values().next());
+            for (hi, lo) in dsts {
+                let base: u32 = if hi % 2 == 0 { 0x0a00_0000 } else { 0xac10_0000 };
+                for d in [base | (hi << 20) | (lo & 0xfffff), lo] {
+                    let dst = IpAddr::V4(std::net::Ipv4Addr::from(d));
+                    prop_assert_eq!(r.lookup(dst), naive(&r, dst), "dst {}", dst);
+                }
+            }
+        }
     }
 }
