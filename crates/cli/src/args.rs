@@ -116,6 +116,9 @@ pub enum Command {
     Extension(ExtensionCmd),
     /// Show or change store-wide settings, such as the public IP pool.
     Configure(ConfigureArgs),
+    /// Run the gate, the TCP front of a cluster's API server.
+    #[command(subcommand)]
+    Gate(crate::gate::GateCmd),
 }
 
 /// `-g/--resource-group`.

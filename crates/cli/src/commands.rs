@@ -30,6 +30,9 @@ pub fn open_api() -> anyhow::Result<LocalApi<SqliteStore>> {
 }
 
 pub fn run(cli: Cli) -> ExitCode {
+    if let Command::Gate(cmd) = cli.command {
+        return crate::gate::run(cmd, &cli.global);
+    }
     let request = to_request(cli.command);
     let trace_table = matches!(request, Request::Trace(_))
         && cli.global.output == Output::Table
@@ -152,6 +155,7 @@ fn to_request(command: Command) -> Request {
             ExtensionCmd::Add { name } => Request::ExtensionAdd(name),
             ExtensionCmd::List => Request::ExtensionList,
         },
+        Command::Gate(_) => unreachable!("gate commands run before to_request"),
         Command::Configure(a) => match (a.public_ip_pool, a.api_server_pool) {
             (None, None) => Request::ConfigureShow,
             (public_ip_pool, api_server_pool) => Request::Configure {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 mod args;
 mod argv;
 mod commands;
+mod gate;
 mod output;
 
 fn main() -> ExitCode {

@@ -1,0 +1,389 @@
+//! One connection: the decision at accept, the trusted proxy's header, the relay, and the
+//! re-check on every policy change.
+//!
+//! A middleware that enforces policy on each TCP connection: when the connection is admitted,
+//! it keeps watching the policy and, once the source is no longer admitted, closes it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use apiwall_policy::AccessDecision;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::gate::Shared;
+use crate::proxy::{HeaderError, read_header};
+use crate::{DenyReason, GateError};
+
+/// The address as the policy sees it: an IPv4-mapped IPv6 peer is its IPv4 address.
+#[inline]
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Decides a freshly accepted connection. Runs on the accept loop: no byte is read here, and
+/// a denied connection is reset at once.
+pub(crate) fn on_accept(shared: &Arc<Shared>, sock: TcpStream, peer: SocketAddr) {
+    let ip = canonical(peer.ip());
+    if shared.trusted.contains(ip) {
+        let Ok(permit) = shared.limit.clone().try_acquire_owned() else {
+            return deny(shared, sock, peer, None, DenyReason::MaxConnections, None);
+        };
+        tokio::spawn(from_proxy(shared.clone(), sock, peer, permit));
+        return;
+    }
+    let snap = shared.policy.load();
+    match snap.decide(ip) {
+        Err(reason) => deny(shared, sock, peer, None, reason, snap.revision),
+        Ok(decision) => {
+            let Ok(permit) = shared.limit.clone().try_acquire_owned() else {
+                return deny(
+                    shared,
+                    sock,
+                    peer,
+                    None,
+                    DenyReason::MaxConnections,
+                    snap.revision,
+                );
+            };
+            let generation = snap.generation;
+            tokio::spawn(relay(
+                shared.clone(),
+                sock,
+                Client {
+                    peer,
+                    source: ip,
+                    via: None,
+                },
+                decision,
+                generation,
+                Vec::new(),
+                permit,
+            ));
+        }
+    }
+}
+
+/// Who the connection is from.
+#[derive(Debug, Clone, Copy)]
+struct Client {
+    /// The TCP peer.
+    peer: SocketAddr,
+    /// The address the decision is made on.
+    source: IpAddr,
+    /// The client address a trusted proxy's header gave.
+    via: Option<SocketAddr>,
+}
+
+fn deny(
+    shared: &Shared,
+    sock: TcpStream,
+    peer: SocketAddr,
+    via: Option<SocketAddr>,
+    reason: DenyReason,
+    revision: Option<u64>,
+) {
+    // Reset: no FIN handshake and no TIME_WAIT left behind for a refused peer.
+    let _ = sock.set_zero_linger();
+    drop(sock);
+    shared.metrics.denied(reason);
+    shared.log.denial(&shared.metrics, || {
+        json!({
+            "peer": peer.to_string(),
+            "client": via.map(|v| v.to_string()),
+            "reason": reason.as_str(),
+            "revision": revision,
+        })
+    });
+}
+
+/// A trusted proxy's connection: read its header (bounded in time and size), then decide on
+/// the address it carries.
+async fn from_proxy(
+    shared: Arc<Shared>,
+    mut sock: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+) {
+    let header = tokio::time::timeout(
+        shared.cfg.proxy_header_timeout(),
+        read_header(&mut sock, shared.cfg.proxy_header_max),
+    )
+    .await;
+    let header = match header {
+        Err(_) => {
+            let rev = shared.policy.load().revision;
+            return deny(
+                &shared,
+                sock,
+                peer,
+                None,
+                DenyReason::ProxyHeaderTimeout,
+                rev,
+            );
+        }
+        Ok(Err(e)) => {
+            shared.metrics.error(crate::Side::Client);
+            tracing::debug!(%peer, error = %e, "PROXY header refused");
+            let rev = shared.policy.load().revision;
+            let reason = match e {
+                HeaderError::Eof(_)
+                | HeaderError::TooLarge(_)
+                | HeaderError::Invalid(_)
+                | HeaderError::Io(_) => DenyReason::ProxyHeaderInvalid,
+            };
+            return deny(&shared, sock, peer, None, reason, rev);
+        }
+        Ok(Ok(h)) => h,
+    };
+    // LOCAL / UNKNOWN: the proxy speaks for itself.
+    let source = header.source.map_or(peer.ip(), |s| s.ip());
+    let source = canonical(source);
+    let snap = shared.policy.load();
+    match snap.decide(source) {
+        Err(reason) => deny(&shared, sock, peer, header.source, reason, snap.revision),
+        Ok(decision) => {
+            let generation = snap.generation;
+            drop(snap);
+            relay(
+                shared,
+                sock,
+                Client {
+                    peer,
+                    source,
+                    via: header.source,
+                },
+                decision,
+                generation,
+                header.leftover,
+                permit,
+            )
+            .await
+        }
+    }
+}
+
+/// How a relayed connection ended.
+enum End {
+    Done(std::io::Result<(u64, u64)>),
+    Revoked(DenyReason, Option<u64>),
+    Stopped,
+}
+
+async fn relay(
+    shared: Arc<Shared>,
+    mut sock: TcpStream,
+    client: Client,
+    decision: AccessDecision,
+    generation: u64,
+    leftover: Vec<u8>,
+    permit: OwnedSemaphorePermit,
+) {
+    let started = Instant::now();
+    shared.metrics.accepted(&decision);
+    shared.metrics.open.inc();
+    let _open = scopeguard(&shared);
+    // Subscribe before anything can change, then catch up with a swap that happened since the
+    // decision.
+    let mut changes = shared.changes.subscribe();
+    let mut stop = shared.stop.subscribe();
+    let recheck = |shared: &Shared| {
+        let snap = shared.policy.load();
+        snap.decide(client.source).err().map(|r| {
+            (
+                if r == DenyReason::NotAuthorized {
+                    DenyReason::Revoked
+                } else {
+                    r
+                },
+                snap.revision,
+            )
+        })
+    };
+    if *changes.borrow_and_update() != generation
+        && let Some((reason, rev)) = recheck(&shared)
+    {
+        return end_revoked(&shared, sock, client, reason, rev, started);
+    }
+
+    let upstream_addr = shared.cfg.upstream;
+    let upstream = tokio::time::timeout(
+        shared.cfg.connect_timeout(),
+        TcpStream::connect(upstream_addr),
+    )
+    .await;
+    let mut upstream = match upstream {
+        Ok(Ok(u)) => u,
+        Ok(Err(source)) => {
+            return fail(
+                &shared,
+                sock,
+                client,
+                GateError::UpstreamConnect {
+                    addr: upstream_addr,
+                    source,
+                },
+            );
+        }
+        Err(_) => {
+            return fail(
+                &shared,
+                sock,
+                client,
+                GateError::UpstreamTimeout {
+                    addr: upstream_addr,
+                    ms: shared.cfg.connect_timeout_ms,
+                },
+            );
+        }
+    };
+    let _ = sock.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    if !leftover.is_empty()
+        && let Err(source) = upstream.write_all(&leftover).await
+    {
+        return fail(
+            &shared,
+            sock,
+            client,
+            GateError::UpstreamConnect {
+                addr: upstream_addr,
+                source,
+            },
+        );
+    }
+
+    let end = {
+        let buf = shared.cfg.buffer_size;
+        let copy = tokio::io::copy_bidirectional_with_sizes(&mut sock, &mut upstream, buf, buf);
+        tokio::pin!(copy);
+        loop {
+            tokio::select! {
+                r = &mut copy => break End::Done(r),
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        break End::Stopped;
+                    }
+                    if let Some((reason, rev)) = recheck(&shared) {
+                        break End::Revoked(reason, rev);
+                    }
+                }
+                _ = stop.changed() => break End::Stopped,
+            }
+        }
+    };
+    drop(permit);
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    match end {
+        End::Done(Ok((up, down))) => shared.log.line(
+            &shared.metrics,
+            "closed",
+            json!({
+                "peer": client.peer.to_string(),
+                "client": client.via.map(|v| v.to_string()),
+                "decision": decision,
+                "bytesUp": up,
+                "bytesDown": down,
+                "durationMs": ms.round(),
+            }),
+        ),
+        End::Done(Err(source)) => {
+            let e = GateError::Relay {
+                peer: client.peer,
+                source,
+            };
+            shared.metrics.error(e.side());
+            shared.log.line(
+                &shared.metrics,
+                "closed",
+                json!({
+                    "peer": client.peer.to_string(),
+                    "client": client.via.map(|v| v.to_string()),
+                    "decision": decision,
+                    "error": e.to_string(),
+                    "side": e.side().as_str(),
+                    "durationMs": ms.round(),
+                }),
+            );
+        }
+        End::Revoked(reason, rev) => {
+            drop(upstream);
+            end_revoked(&shared, sock, client, reason, rev, started)
+        }
+        End::Stopped => {
+            let _ = sock.set_zero_linger();
+            shared.log.line(
+                &shared.metrics,
+                "closed",
+                json!({
+                    "peer": client.peer.to_string(),
+                    "client": client.via.map(|v| v.to_string()),
+                    "decision": decision,
+                    "error": "closed at the end of the drain",
+                    "durationMs": ms.round(),
+                }),
+            );
+        }
+    }
+}
+
+fn end_revoked(
+    shared: &Shared,
+    sock: TcpStream,
+    client: Client,
+    reason: DenyReason,
+    revision: Option<u64>,
+    started: Instant,
+) {
+    let _ = sock.set_zero_linger();
+    drop(sock);
+    shared.metrics.denied(reason);
+    // Not rate-limited: a revocation is an operator's change, not something a stranger triggers.
+    shared.log.line(
+        &shared.metrics,
+        "revoked",
+        json!({
+            "peer": client.peer.to_string(),
+            "client": client.via.map(|v| v.to_string()),
+            "reason": reason.as_str(),
+            "revision": revision,
+            "durationMs": (started.elapsed().as_secs_f64() * 1000.0).round(),
+        }),
+    );
+}
+
+fn fail(shared: &Shared, sock: TcpStream, client: Client, e: GateError) {
+    let _ = sock.set_zero_linger();
+    drop(sock);
+    shared.metrics.error(e.side());
+    tracing::warn!(peer = %client.peer, side = e.side().as_str(), error = %e, "connection failed");
+    shared.log.line(
+        &shared.metrics,
+        "closed",
+        json!({
+            "peer": client.peer.to_string(),
+            "client": client.via.map(|v| v.to_string()),
+            "error": e.to_string(),
+            "side": e.side().as_str(),
+        }),
+    );
+}
+
+/// Decrements the open-connections gauge when the relay ends, however it ends.
+fn scopeguard(shared: &Arc<Shared>) -> OpenGuard {
+    OpenGuard(shared.clone())
+}
+
+struct OpenGuard(Arc<Shared>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.metrics.open.dec();
+    }
+}
