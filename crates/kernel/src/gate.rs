@@ -57,6 +57,20 @@ impl ApiGate {
         }
     }
 
+    /// Whether the rendered gate lets a client seen as `ip` reach the port (the answer of
+    /// `ApiServerAccess::check`, through the merged intervals the sets hold).
+    pub fn admits(&self, ip: IpAddr) -> bool {
+        let Some((ranges, lb)) = self.admitted() else {
+            return true;
+        };
+        let all = Addresses::from_cidrs(&ranges);
+        let (f, x) = match ip {
+            IpAddr::V4(a) => (Family::V4, u128::from(u32::from(a))),
+            IpAddr::V6(a) => (Family::V6, u128::from(a)),
+        };
+        lb == Some(ip) || all.family(f).iter().any(|&(lo, hi)| lo <= x && x <= hi)
+    }
+
     /// The admitted prefixes and the admitted load-balancer IP; `None`: unrestricted.
     fn admitted(&self) -> Option<(Vec<Cidr>, Option<IpAddr>)> {
         let ranges = self.ranges.as_deref().filter(|r| !r.is_empty())?;
@@ -138,5 +152,67 @@ pub fn render_api_gate(gate: &ApiGate) -> Ruleset {
         definition: def,
         header: vec![header],
         generation: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apiwall_policy::ApiServerAccess;
+    use apiwall_policy::fixture::{Rng, WorldBuilder};
+    use std::net::Ipv4Addr;
+
+    /// The gate admits exactly what the userspace `ApiServerAccess` admits.
+    #[test]
+    fn admits_what_api_server_access_admits() {
+        let mut rng = Rng::new(7);
+        let w = WorldBuilder::new().cluster("rg", "c", 1).build();
+        let c = w.clusters.values().next().unwrap();
+        for case in 0..200 {
+            let mut gate = ApiGate::for_cluster(&w, c);
+            gate.outbound_type = if case % 2 == 0 {
+                OutboundType::LoadBalancer
+            } else {
+                OutboundType::UserDefinedRouting
+            };
+            let n = rng.below(5) as usize;
+            let mut ranges: Vec<Cidr> = (0..n)
+                .map(|_| {
+                    let len = 8 + rng.below(25) as u8;
+                    let a = Ipv4Addr::new(10, rng.below(4) as u8, rng.below(4) as u8, 0);
+                    Cidr(ipnet::IpNet::V4(
+                        ipnet::Ipv4Net::new(a, len).unwrap().trunc(),
+                    ))
+                })
+                .collect();
+            if case % 7 == 0 {
+                ranges = vec!["0.0.0.0/32".parse().unwrap()];
+            }
+            gate.ranges = (case % 11 != 0).then_some(ranges);
+            let access = ApiServerAccess::new(
+                gate.ranges.as_deref(),
+                gate.outbound_type,
+                gate.lb_outbound_ip,
+            );
+            let mut probes: Vec<IpAddr> = (0..50)
+                .map(|_| {
+                    IpAddr::V4(Ipv4Addr::new(
+                        10,
+                        rng.below(5) as u8,
+                        rng.below(5) as u8,
+                        rng.below(256) as u8,
+                    ))
+                })
+                .collect();
+            probes.extend(gate.lb_outbound_ip);
+            for ip in probes {
+                assert_eq!(
+                    gate.admits(ip),
+                    access.check(ip).admitted(),
+                    "case {case}: {ip} with {:?}",
+                    gate.ranges
+                );
+            }
+        }
     }
 }

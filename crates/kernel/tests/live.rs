@@ -642,3 +642,29 @@ fn kernel_verdict_equals_userspace_classifier() {
         "the cases should see both verdicts: {admitted} admitted, {denied} denied"
     );
 }
+
+/// The benchmark's rule sets (10,000 rules, with sets and naively) load, and replace each other
+/// in one transaction.
+#[test]
+fn ten_thousand_rules_load_in_both_modes() {
+    let ns = Netns::create(&ns_name("big")).unwrap();
+    let base = world_with(None);
+    let cols = apiwall_policy::fixture::big_firewall_collections(&fw_id(&base), 10_000);
+    let w = world_with(Some(cols));
+    for mode in [apiwall_kernel::Mode::Sets, apiwall_kernel::Mode::Naive] {
+        let opts = RenderOptions {
+            mode,
+            ..RenderOptions::default()
+        };
+        let r = render(&spec(&w), &opts);
+        let t = Instant::now();
+        apply_ruleset(&r, Some(ns.name())).unwrap();
+        eprintln!("{mode:?}: 10,000 rules applied in {:?}", t.elapsed());
+        let c = rule_counters(r.table(), Some(ns.name())).unwrap();
+        assert_eq!(
+            c.len(),
+            10_000 + 2,
+            "one per rule, the default deny and the SNAT"
+        );
+    }
+}
