@@ -119,6 +119,9 @@ pub enum Command {
     /// Run the gate, the TCP front of a cluster's API server.
     #[command(subcommand)]
     Gate(crate::gate::GateCmd),
+    /// The model as real hosts in network namespaces (needs root).
+    #[command(subcommand)]
+    Lab(crate::lab::LabCmd),
 }
 
 /// `-g/--resource-group`.
@@ -202,6 +205,8 @@ pub enum AksCmd {
     List(RgOpt),
     /// Update a cluster's authorized IP ranges.
     Update(AksUpdate),
+    /// Write a kubeconfig for kubectl that trusts the cluster's certificate.
+    GetCredentials(crate::lab::GetCredentials),
     /// Delete a cluster and its node resource group.
     Delete {
         #[command(flatten)]

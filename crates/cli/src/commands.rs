@@ -30,6 +30,12 @@ pub fn open_api() -> anyhow::Result<LocalApi<SqliteStore>> {
 }
 
 pub fn run(cli: Cli) -> ExitCode {
+    if let Command::Lab(cmd) = cli.command {
+        return crate::lab::run(cmd, &cli.global);
+    }
+    if let Command::Aks(AksCmd::GetCredentials(a)) = cli.command {
+        return crate::lab::get_credentials(a);
+    }
     if let Command::Gate(cmd) = cli.command {
         return crate::gate::run(cmd, &cli.global);
     }
@@ -134,6 +140,7 @@ fn to_request(command: Command) -> Request {
                 authorized_ranges: a.api_server_authorized_ip_ranges,
             },
             AksCmd::Delete { id, .. } => Request::AksDelete(named(id)),
+            AksCmd::GetCredentials(_) => unreachable!("get-credentials runs before to_request"),
         },
         Command::Vm(c) => match c {
             VmCmd::Show(id) => Request::VmShow(named(id)),
@@ -155,7 +162,9 @@ fn to_request(command: Command) -> Request {
             ExtensionCmd::Add { name } => Request::ExtensionAdd(name),
             ExtensionCmd::List => Request::ExtensionList,
         },
-        Command::Gate(_) => unreachable!("gate commands run before to_request"),
+        Command::Gate(_) | Command::Lab(_) => {
+            unreachable!("gate and lab commands run before to_request")
+        }
         Command::Configure(a) => match (a.public_ip_pool, a.api_server_pool) {
             (None, None) => Request::ConfigureShow,
             (public_ip_pool, api_server_pool) => Request::Configure {

@@ -8,6 +8,7 @@ mod args;
 mod argv;
 mod commands;
 mod gate;
+mod lab;
 mod output;
 
 fn main() -> ExitCode {
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("APIWALL_LOG")
                 .unwrap_or_else(|_| cli.global.log_filter().into()),

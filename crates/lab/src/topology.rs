@@ -1,0 +1,102 @@
+//! Builds a plan's hosts and links, idempotently: what exists is left alone, what is missing is
+//! made. Running it twice is safe.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use crate::LabError;
+use crate::host::{ip_batch, namespaces, run};
+use crate::plan::{Plan, Role};
+
+/// Names of the temporary root-namespace ends of new veth pairs; `lab down` removes leftovers.
+pub const TEMP_LINK_PREFIX: &str = "awtmp";
+
+fn link_exists(netns: &str, dev: &str) -> bool {
+    run("ip", &["-n", netns, "link", "show", "dev", dev], None).is_ok()
+}
+
+pub fn build(plan: &Plan) -> Result<(), LabError> {
+    let existing: BTreeSet<String> = namespaces()?.into_iter().collect();
+    for h in &plan.hosts {
+        if !existing.contains(&h.netns) {
+            run("ip", &["netns", "add", &h.netns], None)?;
+        }
+    }
+    // Links: made in the root namespace under temporary names, then moved and renamed, so no
+    // name in the root namespace is ever taken.
+    let ns_of = |host: &str| {
+        plan.host(host)
+            .map(|h| h.netns.clone())
+            .ok_or_else(|| LabError::Model(format!("no host {host}")))
+    };
+    for (i, l) in plan.links.iter().enumerate() {
+        let (na, nb) = (ns_of(&l.a.0)?, ns_of(&l.b.0)?);
+        if link_exists(&na, &l.a.1) && link_exists(&nb, &l.b.1) {
+            continue;
+        }
+        // A half-made pair (one end missing) cannot be completed: remove what is there.
+        for (ns, dev) in [(&na, &l.a.1), (&nb, &l.b.1)] {
+            if link_exists(ns, dev) {
+                run("ip", &["-n", ns, "link", "del", dev], None)?;
+            }
+        }
+        let (ta, tb) = (
+            format!("{TEMP_LINK_PREFIX}{}a{i}", std::process::id() % 1000),
+            format!("{TEMP_LINK_PREFIX}{}b{i}", std::process::id() % 1000),
+        );
+        ip_batch(
+            None,
+            &format!(
+                "link add {ta} type veth peer name {tb}\nlink set {ta} netns {na}\nlink set {tb} netns {nb}\n"
+            ),
+        )?;
+        ip_batch(Some(&na), &format!("link set {ta} name {}\n", l.a.1))?;
+        ip_batch(Some(&nb), &format!("link set {tb} name {}\n", l.b.1))?;
+    }
+    for h in &plan.hosts {
+        let mut b = String::from("link set lo up\n");
+        for (br, ports) in &h.bridges {
+            if !link_exists(&h.netns, br) {
+                let _ = writeln!(b, "link add {br} type bridge");
+            }
+            for p in ports {
+                let _ = writeln!(b, "link set {p} master {br}");
+            }
+        }
+        let devs: BTreeSet<&str> = h
+            .addresses
+            .iter()
+            .map(|(d, _)| d.as_str())
+            .chain(h.bridges.values().flatten().map(String::as_str))
+            .chain(h.bridges.keys().map(String::as_str))
+            .collect();
+        for d in &devs {
+            let _ = writeln!(b, "link set {d} up");
+        }
+        for (dev, addr) in &h.addresses {
+            let _ = writeln!(b, "addr replace {addr} dev {dev}");
+        }
+        for r in &h.routes {
+            let _ = writeln!(b, "route replace {r}");
+        }
+        ip_batch(Some(&h.netns), &b)?;
+        let mut sysctls = vec![
+            "net.ipv4.conf.all.rp_filter=0",
+            "net.ipv4.conf.default.rp_filter=0",
+        ];
+        if h.forwarding {
+            sysctls.push("net.ipv4.ip_forward=1");
+        }
+        if h.role == Role::Internet {
+            // One bridge carries several public ranges: do not redirect hosts to each other.
+            sysctls.extend([
+                "net.ipv4.conf.all.send_redirects=0",
+                "net.ipv4.conf.br0.send_redirects=0",
+            ]);
+        }
+        let mut args = vec!["netns", "exec", &h.netns, "sysctl", "-qw"];
+        args.extend(sysctls);
+        run("ip", &args, None)?;
+    }
+    Ok(())
+}
