@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use apiwall_gate::{Gate, GateConfig, StoreSource};
 use clap::{Args, Subcommand};
-use ipnet::IpNet;
 
 use crate::args::{Global, List};
 use crate::commands::open_api;
@@ -73,7 +72,7 @@ fn config(a: &RunArgs) -> GateConfig {
     cfg.listen = a.listen;
     cfg.trusted_proxies = crate::args::flatten(&a.trusted_proxies)
         .into_iter()
-        .map(|c| IpNet::from(c.0))
+        .map(|c| c.0)
         .collect();
     cfg.admin = a.admin;
     cfg.max_connections = a.max_connections;

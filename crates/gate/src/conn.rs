@@ -28,31 +28,46 @@ pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// Decides a freshly accepted connection. Runs on the accept loop: no byte is read here, and
-/// a denied connection is reset at once.
-pub(crate) fn on_accept(shared: &Arc<Shared>, sock: TcpStream, peer: SocketAddr) {
+/// a denied connection is reset at once, before it ever reaches the async reactor.
+pub(crate) fn on_accept(shared: &Arc<Shared>, sock: std::net::TcpStream, peer: SocketAddr) {
     let ip = canonical(peer.ip());
-    if shared.trusted.contains(ip) {
-        let Ok(permit) = shared.limit.clone().try_acquire_owned() else {
-            return deny(shared, sock, peer, None, DenyReason::MaxConnections, None);
-        };
-        tokio::spawn(from_proxy(shared.clone(), sock, peer, permit));
-        return;
-    }
+    let trusted = shared.trusted.contains(ip);
     let snap = shared.policy.load();
-    match snap.decide(ip) {
-        Err(reason) => deny(shared, sock, peer, None, reason, snap.revision),
-        Ok(decision) => {
-            let Ok(permit) = shared.limit.clone().try_acquire_owned() else {
-                return deny(
-                    shared,
-                    sock,
-                    peer,
-                    None,
-                    DenyReason::MaxConnections,
-                    snap.revision,
-                );
-            };
-            let generation = snap.generation;
+    let decision = if trusted {
+        None
+    } else {
+        match snap.decide(ip) {
+            Ok(d) => Some(d),
+            Err(reason) => return deny_std(shared, sock, peer, reason, snap.revision),
+        }
+    };
+    let Ok(permit) = shared.limit.clone().try_acquire_owned() else {
+        return deny_std(
+            shared,
+            sock,
+            peer,
+            DenyReason::MaxConnections,
+            snap.revision,
+        );
+    };
+    let generation = snap.generation;
+    drop(snap);
+    let sock = match sock
+        .set_nonblocking(true)
+        .and_then(|()| TcpStream::from_std(sock))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            shared.metrics.error(crate::Side::Internal);
+            tracing::warn!(%peer, error = %e, "cannot register an accepted connection");
+            return;
+        }
+    };
+    match decision {
+        None => {
+            tokio::spawn(from_proxy(shared.clone(), sock, peer, permit));
+        }
+        Some(decision) => {
             tokio::spawn(relay(
                 shared.clone(),
                 sock,
@@ -68,6 +83,20 @@ pub(crate) fn on_accept(shared: &Arc<Shared>, sock: TcpStream, peer: SocketAddr)
             ));
         }
     }
+}
+
+/// Resets a connection refused at accept.
+fn deny_std(
+    shared: &Shared,
+    sock: std::net::TcpStream,
+    peer: SocketAddr,
+    reason: DenyReason,
+    revision: Option<u64>,
+) {
+    // Reset: no FIN handshake and no TIME_WAIT left behind for a refused peer.
+    let _ = socket2::SockRef::from(&sock).set_linger(Some(std::time::Duration::ZERO));
+    drop(sock);
+    count_denial(shared, peer, None, reason, revision);
 }
 
 /// Who the connection is from.
@@ -92,6 +121,16 @@ fn deny(
     // Reset: no FIN handshake and no TIME_WAIT left behind for a refused peer.
     let _ = sock.set_zero_linger();
     drop(sock);
+    count_denial(shared, peer, via, reason, revision);
+}
+
+fn count_denial(
+    shared: &Shared,
+    peer: SocketAddr,
+    via: Option<SocketAddr>,
+    reason: DenyReason,
+    revision: Option<u64>,
+) {
     shared.metrics.denied(reason);
     shared.log.denial(&shared.metrics, || {
         json!({

@@ -10,6 +10,7 @@ use apiwall_model::Cidr;
 use apiwall_policy::AuthorizedSet;
 use arc_swap::ArcSwap;
 use serde_json::json;
+use tokio::io::unix::AsyncFd;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{Semaphore, watch};
 
@@ -17,6 +18,9 @@ use crate::access_log::AccessLog;
 use crate::metrics::Metrics;
 use crate::source::{PolicySource, PolicyState, Snapshot};
 use crate::{GateConfig, GateError};
+
+/// Connections accepted per wake-up of the accept loop before it yields.
+const ACCEPT_BATCH: usize = 128;
 
 /// State shared by the accept loop, the connections, the policy thread and the admin listener.
 pub(crate) struct Shared {
@@ -62,7 +66,7 @@ impl Shared {
 /// A bound gate, not yet running.
 pub struct Gate {
     shared: Arc<Shared>,
-    listener: TcpListener,
+    listener: AsyncFd<std::net::TcpListener>,
     admin: Option<TcpListener>,
     source: Box<dyn PolicySource>,
 }
@@ -121,7 +125,21 @@ impl Gate {
     /// called inside a tokio runtime. Nothing is admitted until [`Gate::run`] has loaded a policy.
     pub fn bind(cfg: GateConfig, source: impl PolicySource) -> Result<Gate, GateError> {
         cfg.validate()?;
-        let listener = bind("listen", cfg.listen, 4096)?;
+        let listener = bind("listen", cfg.listen, 65_535)?;
+        // Accepted sockets stay plain std sockets until admitted: a denial never touches the
+        // reactor.
+        // `AsyncFd::new` is deprecated because a `T` could close its descriptor while it is
+        // registered; the listener owns its descriptor and is never replaced, and the safe
+        // alternative (`register`) is `unsafe`, which this crate forbids.
+        #[allow(deprecated)]
+        let listener = listener
+            .into_std()
+            .and_then(AsyncFd::new)
+            .map_err(|source| GateError::Bind {
+                what: "listen",
+                addr: cfg.listen,
+                source,
+            })?;
         let admin = cfg.admin.map(|a| bind("admin", a, 128)).transpose()?;
         let trusted: Vec<Cidr> = cfg
             .trusted_proxies
@@ -152,7 +170,10 @@ impl Gate {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener")
+        self.listener
+            .get_ref()
+            .local_addr()
+            .expect("a bound listener")
     }
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
@@ -176,7 +197,7 @@ impl Gate {
             admin,
             source,
         } = self;
-        let listen = listener.local_addr().ok();
+        let listen = listener.get_ref().local_addr().ok();
         let admin_addr = admin.as_ref().and_then(|a| a.local_addr().ok());
         shared.log.line(
             &shared.metrics,
@@ -206,15 +227,37 @@ impl Gate {
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
-                r = listener.accept() => match r {
-                    Ok((sock, peer)) => crate::conn::on_accept(&shared, sock, peer),
-                    Err(e) => {
-                        // Out of descriptors or similar: back off briefly instead of spinning.
-                        shared.metrics.error(crate::Side::Internal);
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+                ready = listener.readable() => {
+                    let mut guard = match ready {
+                        Ok(g) => g,
+                        Err(e) => {
+                            shared.metrics.error(crate::Side::Internal);
+                            tracing::error!(error = %e, "listener failed");
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    };
+                    // Drain the accept queue in batches, yielding between them.
+                    for _ in 0..ACCEPT_BATCH {
+                        match guard.get_inner().accept() {
+                            Ok((sock, peer)) => crate::conn::on_accept(&shared, sock, peer),
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                guard.clear_ready();
+                                break;
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted
+                                || e.kind() == std::io::ErrorKind::ConnectionAborted => {}
+                            Err(e) => {
+                                // Out of descriptors or similar: back off instead of spinning.
+                                shared.metrics.error(crate::Side::Internal);
+                                tracing::warn!(error = %e, "accept failed");
+                                drop(guard);
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                                break;
+                            }
+                        }
                     }
-                },
+                }
             }
         }
 
@@ -274,17 +317,18 @@ fn follow(shared: &Shared, mut source: Box<dyn PolicySource>, quit: &AtomicBool)
                 ),
                 s => tracing::info!(%cluster, revision = rev, policy = %s, ms = started.elapsed().as_millis() as u64, "policy loaded"),
             }
+            let described = state.to_string();
+            shared.swap(Some(rev), state);
             shared.log.line(
                 &shared.metrics,
                 "policy",
                 json!({
                     "cluster": cluster,
                     "revision": rev,
-                    "policy": state.to_string(),
+                    "policy": described,
                     "loadMs": started.elapsed().as_secs_f64() * 1000.0,
                 }),
             );
-            shared.swap(Some(rev), state);
             shared.metrics.reloads.inc();
             loaded = Some(rev);
             Ok(())

@@ -5,6 +5,7 @@ mod support;
 
 mod bad_input;
 mod concurrency;
+mod gate;
 mod golden;
 mod lockout;
 mod procedure;

@@ -6,5 +6,4 @@ mod support;
 mod accept;
 mod haproxy;
 mod kubectl;
-mod load;
 mod store;
