@@ -28,6 +28,12 @@ pub enum LabCmd {
     Status,
     /// List the lab's hosts and their addresses.
     Hosts,
+    /// Wait until the lab enforces the store's latest revision (gate and kernel).
+    Wait {
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        timeout: u64,
+    },
     /// Probe the API server from every node and internet host: admitted or refused, the
     /// address the server saw, and the rule that decided it.
     Matrix,
@@ -135,6 +141,14 @@ fn run_lab(cmd: LabCmd, global: &Global) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         LabCmd::Status => print(&lab::status(&home)?, global),
+        LabCmd::Wait { timeout } => {
+            let revision = lab::wait_converged(
+                &open_api()?,
+                &home,
+                std::time::Duration::from_millis(timeout),
+            )?;
+            print(&json!({ "revision": revision }), global)
+        }
         LabCmd::Matrix => {
             let rows = lab::matrix(&open_api()?, &home)?;
             print(&serde_json::to_value(rows)?, global)

@@ -12,6 +12,9 @@ pub mod plan;
 pub mod probe;
 pub mod topology;
 
+/// The kernel enforcers the lab drives, for callers that inspect them (counters, tables).
+pub use apiwall_kernel as kernel;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     #[error("{0}")]

@@ -7,6 +7,7 @@ mod bad_input;
 mod concurrency;
 mod gate;
 mod golden;
+mod lab;
 mod lockout;
 mod procedure;
 mod watcher;
