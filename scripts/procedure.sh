@@ -2,7 +2,10 @@
 # The seed's procedure (DESIGN.md §1), command for command, with `az` replaced by apiwall.
 # Prints each captured variable as NAME=value. Safe to run again: every create is an upsert.
 #
-#   APIWALL=path/to/apiwall scripts/procedure.sh
+#   APIWALL=path/to/apiwall scripts/procedure.sh [--stop-before-route]
+#
+# --stop-before-route stops before the route to the firewall and the authorized ranges, so the
+# cluster can be seen before and after them (running the whole script afterwards is safe).
 set -euo pipefail
 apiwall() { "${APIWALL:-apiwall}" "$@"; }
 
@@ -23,6 +26,12 @@ ROUTE_TABLE=$(apiwall network route-table list --resource-group $MC_RESOURCE_GRO
 FIREWALL_INTERNAL_IP=$(apiwall network firewall show --resource-group $MC_RESOURCE_GROUP --name myAzureFirewall --query ipConfigurations[0].privateIpAddress -o tsv)
 # Outside the lab there is no kubectl endpoint to ask: the cluster knows its API server address.
 K8S_ENDPOINT_IP=$(apiwall aks show -g myResourceGroup -n myAKSCluster --query apiServerAddress -o tsv)
+if [[ ${1:-} == --stop-before-route ]]; then
+  for v in MC_RESOURCE_GROUP VNET_NAME FIREWALL_PUBLIC_IP ROUTE_TABLE FIREWALL_INTERNAL_IP K8S_ENDPOINT_IP; do
+    printf '%s=%s\n' "$v" "${!v}"
+  done
+  exit 0
+fi
 apiwall network route-table route create --resource-group $MC_RESOURCE_GROUP --route-table-name $ROUTE_TABLE --name AzureFirewallAPIServer --address-prefix $K8S_ENDPOINT_IP/32 --next-hop-ip-address $FIREWALL_INTERNAL_IP --next-hop-type VirtualAppliance -o none
 apiwall aks update --resource-group myResourceGroup --name myAKSCluster --api-server-authorized-ip-ranges $FIREWALL_PUBLIC_IP/32 -o none
 
