@@ -13,8 +13,9 @@ use crate::KernelError;
 use crate::routes::{Family, RoutePlan, RoutingTarget};
 use crate::ruleset::{FAMILY, Ruleset, delete_script};
 
-/// Runs `program args…` with `stdin`, returning its stdout.
-fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, KernelError> {
+/// Runs `program args…` with `stdin`, returning its stdout; a non-zero exit is an error that
+/// carries the command and its stderr.
+pub fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, KernelError> {
     let command = format!("{program} {}", args.join(" "));
     tracing::debug!(%command, "running");
     let mut child = Command::new(program)
@@ -53,7 +54,7 @@ fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, Kern
 }
 
 /// Runs `nft args…`, inside `netns` when given.
-fn nft(netns: Option<&str>, args: &[&str], stdin: Option<&str>) -> Result<String, KernelError> {
+pub fn nft(netns: Option<&str>, args: &[&str], stdin: Option<&str>) -> Result<String, KernelError> {
     match netns {
         None => run("nft", args, stdin),
         Some(ns) => {
@@ -65,7 +66,7 @@ fn nft(netns: Option<&str>, args: &[&str], stdin: Option<&str>) -> Result<String
 }
 
 /// Runs `ip args…`, inside `netns` when given.
-fn ip(netns: Option<&str>, args: &[&str], stdin: Option<&str>) -> Result<String, KernelError> {
+pub fn ip(netns: Option<&str>, args: &[&str], stdin: Option<&str>) -> Result<String, KernelError> {
     match netns {
         None => run("ip", args, stdin),
         Some(ns) => {

@@ -30,7 +30,7 @@ pub use exec::{
 };
 pub use firewall::{FirewallSpec, Mode, RenderOptions, render};
 pub use gate::{ApiGate, render_api_gate};
-pub use netns::Netns;
+pub use netns::{Netns, in_netns};
 pub use routes::{KernelRoute, RouteKind, RoutePlan, RoutingTarget, Selector, render_routes};
 pub use ruleset::Ruleset;
 

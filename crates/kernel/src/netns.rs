@@ -52,26 +52,29 @@ impl Netns {
     /// Runs `f` on a new thread that has entered the namespace, and waits for it. A panic in `f`
     /// is resumed here.
     pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> Result<R, KernelError> {
-        let path = format!("/run/netns/{}", self.name);
-        let file = File::open(&path).map_err(|e| KernelError::Netns {
-            name: self.name.clone(),
-            detail: format!("open {path}: {e}"),
-        })?;
-        std::thread::scope(|s| {
-            let handle = s.spawn(move || {
-                move_into_link_name_space(file.as_fd(), Some(LinkNameSpaceType::Network))
-                    .map(|()| f())
-            });
-            match handle.join() {
-                Ok(Ok(r)) => Ok(r),
-                Ok(Err(e)) => Err(KernelError::Netns {
-                    name: self.name.clone(),
-                    detail: format!("setns: {e}"),
-                }),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        })
+        in_netns(&self.name, f)
     }
+}
+
+/// Runs `f` on a new thread that has entered the named namespace `name` (one made with
+/// `ip netns add`, whoever made it), and waits for it. A panic in `f` is resumed here.
+pub fn in_netns<R: Send>(name: &str, f: impl FnOnce() -> R + Send) -> Result<R, KernelError> {
+    let fail = |detail: String| KernelError::Netns {
+        name: name.to_string(),
+        detail,
+    };
+    let path = format!("/run/netns/{name}");
+    let file = File::open(&path).map_err(|e| fail(format!("open {path}: {e}")))?;
+    std::thread::scope(|s| {
+        let handle = s.spawn(move || {
+            move_into_link_name_space(file.as_fd(), Some(LinkNameSpaceType::Network)).map(|()| f())
+        });
+        match handle.join() {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(fail(format!("setns: {e}"))),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
 }
 
 impl Drop for Netns {
@@ -83,20 +86,5 @@ impl Drop for Netns {
 }
 
 fn run(program: &str, args: &[&str]) -> Result<String, KernelError> {
-    let out = std::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|source| KernelError::Spawn {
-            program: program.to_string(),
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(KernelError::Command {
-            command: format!("{program} {}", args.join(" ")),
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    crate::exec::run(program, args, None)
 }

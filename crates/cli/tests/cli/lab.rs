@@ -12,10 +12,9 @@ use apiwall_lab::kernel::rule_counters;
 use apiwall_lab::probe::probe;
 use serde_json::Value;
 
-use crate::support::Env;
-use crate::watcher::{MC, NODE};
+use crate::support::{Env, MC};
+use crate::watcher::NODE;
 
-const ROUTE_TABLE: &str = "aks-agentpool-81643024-routetable";
 const FW_NETNS: &str = "awlab-myAzureFirewall";
 const FW_TABLE: &str = "apiwall_myAzureFirewall";
 
@@ -167,28 +166,8 @@ fn lab_runs_the_procedure_and_matches_the_analysis() {
         .trim()
         .to_string();
     // Back to the state before the procedure's route and ranges.
-    env.ok(&[
-        "network",
-        "route-table",
-        "route",
-        "delete",
-        "-g",
-        MC,
-        "--route-table-name",
-        ROUTE_TABLE,
-        "-n",
-        "AzureFirewallAPIServer",
-    ]);
-    env.ok(&[
-        "aks",
-        "update",
-        "-g",
-        "myResourceGroup",
-        "-n",
-        "myAKSCluster",
-        "--api-server-authorized-ip-ranges",
-        "",
-    ]);
+    env.firewall_route(None, false).ok();
+    env.set_ranges("", false).ok();
 
     let _down = Down(&env);
     env.ok(&["lab", "up"]);
@@ -244,34 +223,8 @@ fn lab_runs_the_procedure_and_matches_the_analysis() {
     assert_eq!(m[NODE]["seenAs"], lb_ip.as_str());
 
     // The procedure's route and ranges.
-    env.ok(&[
-        "network",
-        "route-table",
-        "route",
-        "create",
-        "-g",
-        MC,
-        "--route-table-name",
-        ROUTE_TABLE,
-        "-n",
-        "AzureFirewallAPIServer",
-        "--address-prefix",
-        &format!("{api}/32"),
-        "--next-hop-ip-address",
-        "10.200.0.4",
-        "--next-hop-type",
-        "VirtualAppliance",
-    ]);
-    env.ok(&[
-        "aks",
-        "update",
-        "-g",
-        "myResourceGroup",
-        "-n",
-        "myAKSCluster",
-        "--api-server-authorized-ip-ranges",
-        &format!("{fw_ip}/32"),
-    ]);
+    env.firewall_route(Some(&api.to_string()), false).ok();
+    env.set_ranges(&format!("{fw_ip}/32"), false).ok();
     env.ok(&["lab", "wait"]);
     let rule = "myAzureFirewallCollection/AllowTCPOutbound";
     let before = counter(rule);
@@ -292,16 +245,11 @@ fn lab_runs_the_procedure_and_matches_the_analysis() {
     assert!(m.values().all(|r| r["agrees"] == true), "{m:?}");
 
     // The workstation is admitted once its /32 is added; the outsider stays out.
-    env.ok(&[
-        "aks",
-        "update",
-        "-g",
-        "myResourceGroup",
-        "-n",
-        "myAKSCluster",
-        "--api-server-authorized-ip-ranges",
-        &format!("{fw_ip}/32,192.0.2.10/32"),
-    ]);
+    assert_eq!(
+        env.set_ranges(&format!("{fw_ip}/32,192.0.2.10/32"), false)
+            .code,
+        0
+    );
     let m = matrix(&env);
     assert_eq!(m["workstation"]["result"], "admitted");
     assert_eq!(m["workstation"]["seenAs"], "192.0.2.10");
@@ -310,17 +258,7 @@ fn lab_runs_the_procedure_and_matches_the_analysis() {
     assert!(ok);
 
     // A forced lockout really cuts the nodes off within 1 s; the workstation keeps access.
-    env.ok(&[
-        "aks",
-        "update",
-        "-g",
-        "myResourceGroup",
-        "-n",
-        "myAKSCluster",
-        "--api-server-authorized-ip-ranges",
-        "192.0.2.10/32",
-        "--force",
-    ]);
+    env.set_ranges("192.0.2.10/32", true).ok();
     let node_ns = format!("awlab-{NODE}");
     let changed = Instant::now();
     while probe(&node_ns, api, &ca).unwrap().admitted {
@@ -433,40 +371,10 @@ fn lab_runs_the_procedure_and_matches_the_analysis() {
         }
         if rng.below(2) == 0 {
             // Deleting a route that a previous round deleted already is a not-found (exit 3).
-            let r = env.run(&[
-                "network",
-                "route-table",
-                "route",
-                "delete",
-                "-g",
-                MC,
-                "--route-table-name",
-                ROUTE_TABLE,
-                "-n",
-                "AzureFirewallAPIServer",
-                "--force",
-            ]);
+            let r = env.firewall_route(None, true);
             assert!(r.code == 0 || r.code == 3, "{}", r.stderr);
         } else {
-            env.ok(&[
-                "network",
-                "route-table",
-                "route",
-                "create",
-                "-g",
-                MC,
-                "--route-table-name",
-                ROUTE_TABLE,
-                "-n",
-                "AzureFirewallAPIServer",
-                "--address-prefix",
-                &format!("{api}/32"),
-                "--next-hop-ip-address",
-                "10.200.0.4",
-                "--next-hop-type",
-                "VirtualAppliance",
-                "--force",
-            ]);
+            env.firewall_route(Some(&api.to_string()), true).ok();
         }
         let ranges = rng.pick(&[
             "",
@@ -475,17 +383,7 @@ fn lab_runs_the_procedure_and_matches_the_analysis() {
             "0.0.0.0/32",
             "203.0.113.1/32",
         ]);
-        env.ok(&[
-            "aks",
-            "update",
-            "-g",
-            "myResourceGroup",
-            "-n",
-            "myAKSCluster",
-            "--api-server-authorized-ip-ranges",
-            ranges,
-            "--force",
-        ]);
+        env.set_ranges(ranges, true).ok();
         env.ok(&["lab", "wait"]);
 
         let batch: Vec<(&str, u16)> = (0..50)

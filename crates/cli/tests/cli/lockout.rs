@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use crate::support::Env;
-use crate::watcher::{MC, NODE};
+use crate::support::MC;
+use crate::watcher::NODE;
 
 #[test]
 fn a_change_that_cuts_the_nodes_off_is_refused_and_named() {
@@ -13,16 +14,7 @@ fn a_change_that_cuts_the_nodes_off_is_refused_and_named() {
     let before = env.dump();
 
     // Ranges that leave out the firewall's public IP.
-    let r = env.run(&[
-        "aks",
-        "update",
-        "-g",
-        "myResourceGroup",
-        "-n",
-        "myAKSCluster",
-        "--api-server-authorized-ip-ranges",
-        "192.0.2.10/32",
-    ]);
+    let r = env.set_ranges("192.0.2.10/32", false);
     assert_eq!(r.code, 1, "{}", r.stderr);
     for needle in [
         NODE,
@@ -85,18 +77,7 @@ fn a_change_that_cuts_the_nodes_off_is_refused_and_named() {
 fn removing_the_firewall_route_is_allowed_while_the_lb_ip_is_admitted() {
     let env = Env::new();
     let vars: BTreeMap<String, String> = env.procedure().into_iter().collect();
-    env.ok(&[
-        "network",
-        "route-table",
-        "route",
-        "delete",
-        "-g",
-        MC,
-        "--route-table-name",
-        &vars["ROUTE_TABLE"],
-        "-n",
-        "AzureFirewallAPIServer",
-    ]);
+    env.firewall_route(None, false).ok();
     // The nodes now leave through the load balancer, whose outbound IP is always admitted.
     let lb_ip = env.ok(&[
         "network",

@@ -16,6 +16,15 @@ pub struct Run {
     pub stderr: String,
 }
 
+impl Run {
+    /// Asserts the command succeeded; its stdout.
+    #[track_caller]
+    pub fn ok(self) -> String {
+        assert_eq!(self.code, 0, "apiwall failed: {}", self.stderr);
+        self.stdout
+    }
+}
+
 impl Env {
     pub fn new() -> Self {
         Self {
@@ -293,4 +302,60 @@ pub fn golden(name: &str, actual: &str) {
         "output differs from golden file {}",
         path.display()
     );
+}
+
+/// The procedure's cluster, its node resource group and its route table.
+pub const RG: &str = "myResourceGroup";
+pub const CLUSTER: &str = "myAKSCluster";
+pub const MC: &str = "MC_myResourceGroup_myAKSCluster_westeurope";
+pub const ROUTE_TABLE: &str = "aks-agentpool-81643024-routetable";
+
+impl Env {
+    /// `aks update --api-server-authorized-ip-ranges RANGES` on the procedure's cluster.
+    pub fn set_ranges(&self, ranges: &str, force: bool) -> Run {
+        let mut a = vec![
+            "aks",
+            "update",
+            "-g",
+            RG,
+            "-n",
+            CLUSTER,
+            "--api-server-authorized-ip-ranges",
+            ranges,
+        ];
+        if force {
+            a.push("--force");
+        }
+        self.run(&a)
+    }
+
+    /// Creates the procedure's route sending `api` to the firewall, or deletes it (`None`).
+    pub fn firewall_route(&self, api: Option<&str>, force: bool) -> Run {
+        let prefix = api.map(|a| format!("{a}/32")).unwrap_or_default();
+        let mut a = vec!["network", "route-table", "route"];
+        match api {
+            Some(_) => a.extend([
+                "create",
+                "--address-prefix",
+                &prefix,
+                "--next-hop-ip-address",
+                "10.200.0.4",
+                "--next-hop-type",
+                "VirtualAppliance",
+            ]),
+            None => a.push("delete"),
+        }
+        a.extend([
+            "-g",
+            MC,
+            "--route-table-name",
+            ROUTE_TABLE,
+            "-n",
+            "AzureFirewallAPIServer",
+        ]);
+        if force {
+            a.push("--force");
+        }
+        self.run(&a)
+    }
 }

@@ -2,9 +2,8 @@
 
 use serde_json::Value;
 
-use crate::support::Env;
+use crate::support::{Env, MC};
 
-pub const MC: &str = "MC_myResourceGroup_myAKSCluster_westeurope";
 pub const NODE: &str = "aks-nodepool1-81643024-vmss000000";
 
 fn next_hop(env: &Env, dest: &str) -> Value {
