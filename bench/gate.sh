@@ -9,7 +9,7 @@
 #   bench/gate.sh                 # sizes 1 200 100000 1000000 (nginx skips 1000000)
 #   SIZES="1 200" REPS=5 bench/gate.sh
 #
-# Prints a markdown table and writes it to $OUT (default bench/gate-results.md).
+# Prints a markdown table and writes it to $OUT (default /tmp/gate-results.md), raw figures beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +19,7 @@ DENY_SECS=${DENY_SECS:-2}
 DENY_CONC=${DENY_CONC:-64}
 LAT_N=${LAT_N:-2000}
 MIB=${MIB:-1024}
-OUT=${OUT:-bench/gate-results.md}
+OUT=${OUT:-${TMPDIR:-/tmp}/gate-results.md}
 
 # Peers, installed if missing (as scripts/test.sh does).
 need=()
@@ -49,7 +49,7 @@ trap cleanup EXIT
 port() { # a free loopback port
   local p
   while :; do
-    p=$((20000 + RANDOM % 20000))
+    p=$((10000 + RANDOM % 20000)) # below the ephemeral range (32768-60999)
     (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo "$p"; return; }
   done
 }
@@ -68,7 +68,7 @@ pids+=($!)
 wait_port "$UP"
 
 CLIENT=127.0.0.10 # the authorized client; denied sources are 127.0.1.1 .. 127.0.4.250
-results=$work/results.txt
+results=${OUT%.md}.raw # kept: one "peer prefixes test value" line per measurement
 : >"$results"
 
 run_peer() { # peer size addr

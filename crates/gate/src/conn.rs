@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use apiwall_policy::AccessDecision;
 use serde_json::json;
@@ -75,6 +75,7 @@ pub(crate) fn on_accept(shared: &Arc<Shared>, sock: std::net::TcpStream, peer: S
                     peer,
                     source: ip,
                     via: None,
+                    proxied: false,
                 },
                 decision,
                 generation,
@@ -108,6 +109,8 @@ struct Client {
     source: IpAddr,
     /// The client address a trusted proxy's header gave.
     via: Option<SocketAddr>,
+    /// The peer is a trusted proxy whose header was read.
+    proxied: bool,
 }
 
 fn deny(
@@ -197,6 +200,7 @@ async fn from_proxy(
                     peer,
                     source,
                     via: header.source,
+                    proxied: true,
                 },
                 decision,
                 generation,
@@ -298,6 +302,23 @@ async fn relay(
         );
     }
 
+    // A PROXY header from a peer that is not a trusted proxy is a forgery: a denial, even when
+    // the peer's own address is admitted.
+    if !client.proxied
+        && opens_with_proxy_header(&sock, &upstream, shared.cfg.proxy_header_timeout()).await
+    {
+        drop(upstream);
+        let rev = shared.policy.load().revision;
+        return end_revoked(
+            &shared,
+            sock,
+            client,
+            DenyReason::ProxyHeaderUntrusted,
+            rev,
+            started,
+        );
+    }
+
     let end = {
         let buf = shared.cfg.buffer_size;
         let copy = tokio::io::copy_bidirectional_with_sizes(&mut sock, &mut upstream, buf, buf);
@@ -372,6 +393,42 @@ async fn relay(
     }
 }
 
+/// Whether the client's first bytes are a PROXY v1 or v2 header. Only looks (peek) at what the
+/// client already sent, and gives up as soon as the upstream speaks first or `wait` passes.
+async fn opens_with_proxy_header(sock: &TcpStream, upstream: &TcpStream, wait: Duration) -> bool {
+    const V1: &[u8] = b"PROXY ";
+    const V2: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut buf = [0u8; 12];
+    loop {
+        let n = tokio::select! {
+            r = sock.peek(&mut buf) => match r {
+                Ok(n) => n,
+                Err(_) => return false,
+            },
+            _ = upstream.readable() => return false,
+            _ = tokio::time::sleep_until(deadline) => return false,
+        };
+        let seen = &buf[..n];
+        let v1 = seen.len().min(V1.len());
+        let v2 = seen.len().min(V2.len());
+        let may_v1 = n > 0 && seen[..v1] == V1[..v1];
+        let may_v2 = n > 0 && seen[..v2] == V2[..v2];
+        if !may_v1 && !may_v2 {
+            return false;
+        }
+        if (may_v1 && n >= V1.len()) || (may_v2 && n >= V2.len()) {
+            return true;
+        }
+        // A partial match: wait for more bytes (peek does not wait for more).
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Closes a relayed connection that the policy no longer admits (or a forged header).
 fn end_revoked(
     shared: &Shared,
     sock: TcpStream,
@@ -383,10 +440,16 @@ fn end_revoked(
     let _ = sock.set_zero_linger();
     drop(sock);
     shared.metrics.denied(reason);
-    // Not rate-limited: a revocation is an operator's change, not something a stranger triggers.
+    // Not rate-limited: a revocation is an operator's change, and a forged header comes only
+    // from an admitted peer; neither is something a stranger triggers.
+    let event = if reason == DenyReason::ProxyHeaderUntrusted {
+        "denied"
+    } else {
+        "revoked"
+    };
     shared.log.line(
         &shared.metrics,
-        "revoked",
+        event,
         json!({
             "peer": client.peer.to_string(),
             "client": client.via.map(|v| v.to_string()),

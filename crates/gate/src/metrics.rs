@@ -21,6 +21,8 @@ pub enum DenyReason {
     NotAuthorized,
     /// A policy change no longer admits an established connection's source.
     Revoked,
+    /// A peer that is not a trusted proxy opened with a PROXY header.
+    ProxyHeaderUntrusted,
     /// A trusted proxy's header did not arrive in time.
     ProxyHeaderTimeout,
     /// A trusted proxy's header was malformed, too large, or the connection ended first.
@@ -30,11 +32,12 @@ pub enum DenyReason {
 }
 
 impl DenyReason {
-    pub const ALL: [DenyReason; 7] = [
+    pub const ALL: [DenyReason; 8] = [
         DenyReason::NoPolicy,
         DenyReason::UnknownCluster,
         DenyReason::NotAuthorized,
         DenyReason::Revoked,
+        DenyReason::ProxyHeaderUntrusted,
         DenyReason::ProxyHeaderTimeout,
         DenyReason::ProxyHeaderInvalid,
         DenyReason::MaxConnections,
@@ -46,6 +49,7 @@ impl DenyReason {
             DenyReason::UnknownCluster => "unknown_cluster",
             DenyReason::NotAuthorized => "not_authorized",
             DenyReason::Revoked => "revoked",
+            DenyReason::ProxyHeaderUntrusted => "proxy_header_untrusted",
             DenyReason::ProxyHeaderTimeout => "proxy_header_timeout",
             DenyReason::ProxyHeaderInvalid => "proxy_header_invalid",
             DenyReason::MaxConnections => "max_connections",

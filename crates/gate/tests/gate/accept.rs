@@ -130,6 +130,19 @@ async fn forged_proxy_header_from_untrusted_peer_is_refused() {
     .unwrap();
     assert_eq!(probe_with(lo(21), gate.addr, &v2).await, Outcome::Refused);
 
+    // Even an authorized peer may not send a PROXY header unless it is a trusted proxy.
+    assert_eq!(
+        probe_with(lo(10), gate.addr, forged).await,
+        Outcome::Refused
+    );
+    assert_eq!(probe_with(lo(10), gate.addr, &v2).await, Outcome::Refused);
+    assert_eq!(
+        gate.metric(r#"apiwall_gate_denied_total{reason="proxy_header_untrusted"}"#),
+        2.0
+    );
+    // Anything else from it is relayed.
+    assert_eq!(probe(lo(10), gate.addr).await, Outcome::Relayed);
+
     // The trusted proxy's headers decide; bytes after the header are relayed first.
     assert_eq!(
         probe_with(lo(50), gate.addr, forged).await,
