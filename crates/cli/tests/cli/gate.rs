@@ -59,9 +59,14 @@ impl GateProc {
                 }
             }
         });
-        let (_, first) = rx
-            .recv_timeout(PATIENCE)
-            .expect("the gate says where it listens");
+        let first = match rx.recv_timeout(PATIENCE) {
+            Ok((_, v)) => v,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the gate did not say where it listens: {e}");
+            }
+        };
         assert_eq!(first["event"], "listening", "{first}");
         let listen = first["listen"].as_str().unwrap().parse().unwrap();
         let admin = first["admin"].as_str().unwrap().parse().unwrap();
