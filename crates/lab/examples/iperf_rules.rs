@@ -2,10 +2,12 @@
 //! lab firewall, and measures connection setup through it.
 //!
 //! ```text
-//! iperf_rules apply MODE [--firewall NAME] [--netns NS] [--rules N] [--src CIDR] [--dst IP] [--ports LIST]
+//! iperf_rules apply MODE [--firewall NAME] [--netns NS] [--table T] [--rules N] [--src CIDR]
+//!                         [--dst IP] [--ports LIST]
 //!     MODE: none | allow-all | sets | naive. Reads the firewall from the store at $APIWALL_HOME,
 //!     replaces its rule collections with the benchmark's, renders them with
-//!     `apiwall_kernel::render` and applies the table with `apply_ruleset` (one `nft -f`).
+//!     `apiwall_kernel::render` and applies the table with `apply_ruleset` (one `nft -f`), named
+//!     `--table` (default: the firewall's own, `apiwall_<firewall>`).
 //!     Prints `classify_rules=… classify_and_reply_rules=… sets=… generation=… apply_ms=…`.
 //! iperf_rules serve ADDR            accept and close at once, forever (run it in the API host)
 //! iperf_rules connect ADDR SECONDS  sequential TCP connections for SECONDS (run it in a node);
@@ -57,6 +59,7 @@ fn main() -> Result<()> {
 struct Options {
     firewall: String,
     netns: Option<String>,
+    table: Option<String>,
     rules: usize,
     src: String,
     dst: String,
@@ -68,6 +71,7 @@ fn apply(args: &[String]) -> Result<()> {
     let mut o = Options {
         firewall: "myAzureFirewall".into(),
         netns: None,
+        table: None,
         rules: 10_000,
         src: "10.240.0.0/16".into(),
         dst: "198.51.100.1".into(),
@@ -82,6 +86,7 @@ fn apply(args: &[String]) -> Result<()> {
         match flag.as_str() {
             "--firewall" => o.firewall = value,
             "--netns" => o.netns = Some(value),
+            "--table" => o.table = Some(value),
             "--rules" => o.rules = value.parse()?,
             "--src" => o.src = value,
             "--dst" => o.dst = value,
@@ -111,6 +116,9 @@ fn apply(args: &[String]) -> Result<()> {
         _ => return Err(format!("unknown mode {mode}: none | allow-all | sets | naive").into()),
     };
     spec.collections = collections;
+    if let Some(t) = &o.table {
+        spec.table.clone_from(t);
+    }
     let ruleset = render(
         &spec,
         &RenderOptions {
