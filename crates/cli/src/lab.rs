@@ -21,7 +21,13 @@ use crate::output;
 #[derive(Debug, Subcommand)]
 pub enum LabCmd {
     /// Build the cluster's topology in network namespaces and start its enforcers.
-    Up(ClusterArg),
+    Up {
+        #[command(flatten)]
+        cluster: ClusterArg,
+        /// Also enforce the authorized ranges as an nftables set on the API host's port 443.
+        #[arg(long)]
+        kernel_gate: bool,
+    },
     /// Remove every namespace, link and process the lab made (safe without a lab).
     Down,
     /// Show the lab's namespaces and processes.
@@ -53,7 +59,12 @@ pub enum LabCmd {
     },
     /// Follow the store and apply the kernel enforcers (the lab starts it).
     #[command(hide = true)]
-    Controller(ClusterArg),
+    Controller {
+        #[command(flatten)]
+        cluster: ClusterArg,
+        #[arg(long)]
+        kernel_gate: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -128,11 +139,14 @@ fn print(v: &serde_json::Value, global: &Global) -> anyhow::Result<ExitCode> {
 fn run_lab(cmd: LabCmd, global: &Global) -> anyhow::Result<ExitCode> {
     let home = home()?;
     match cmd {
-        LabCmd::Up(c) => {
+        LabCmd::Up {
+            cluster: c,
+            kernel_gate,
+        } => {
             let api = open_api()?;
             let (rg, name) = cluster(&api, &c)?;
             let bin = std::env::current_exe().context("locating the apiwall binary")?;
-            let (_, plan) = lab::up(&api, &home, &bin, &rg, &name)?;
+            let (_, plan) = lab::up(&api, &home, &bin, &rg, &name, kernel_gate)?;
             print(&hosts_value(&plan), global)
         }
         LabCmd::Down => {
@@ -174,10 +188,13 @@ fn run_lab(cmd: LabCmd, global: &Global) -> anyhow::Result<ExitCode> {
             let (rg, name) = cluster(&api, &c)?;
             run_apiserver(api, &home, &rg, &name, listen)
         }
-        LabCmd::Controller(c) => {
+        LabCmd::Controller {
+            cluster: c,
+            kernel_gate,
+        } => {
             let api = open_api()?;
             let (rg, name) = cluster(&api, &c)?;
-            apiwall_lab::controller::follow(&api, &home, &rg, &name)?;
+            apiwall_lab::controller::follow(&api, &home, &rg, &name, kernel_gate)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use apiwall_kernel::{
-    FirewallSpec, RenderOptions, RoutingTarget, Selector, apply_routes, apply_ruleset, render,
-    render_routes,
+    ApiGate, FirewallSpec, RenderOptions, RoutingTarget, Selector, apply_routes, apply_ruleset,
+    remove_table, render, render_api_gate, render_routes,
 };
 use apiwall_model::World;
 use apiwall_policy::Policy;
@@ -23,8 +23,10 @@ const FIRST_RULE_PRIORITY: u32 = 1000;
 /// How often the controller asks the store for its revision.
 const POLL: Duration = Duration::from_millis(25);
 
-/// Applies the kernel state of `world` to the lab's hosts.
-pub fn apply(world: &World, plan: &Plan) -> Result<(), LabError> {
+/// Applies the kernel state of `world` to the lab's hosts. With `kernel_gate`, the cluster's
+/// authorized ranges are also enforced as an nftables set on the API host's port 443, in front of
+/// the userspace gate.
+pub fn apply(world: &World, plan: &Plan, kernel_gate: bool) -> Result<(), LabError> {
     for fw in world.firewalls.values() {
         let Some(host) = plan.firewalls.get(&fw.name).and_then(|h| plan.host(h)) else {
             continue;
@@ -51,6 +53,22 @@ pub fn apply(world: &World, plan: &Plan) -> Result<(), LabError> {
         };
         apply_routes(&render_routes(routes, &target), Some(&fabric.netns))?;
     }
+    let api_host = plan
+        .host("apiserver")
+        .ok_or_else(|| LabError::Model("the plan has no API host".into()))?;
+    let cluster = world
+        .clusters
+        .get(&apiwall_model::Key::new(
+            &plan.resource_group,
+            &plan.cluster,
+        ))
+        .ok_or_else(|| LabError::Model(format!("cluster {} no longer exists", plan.cluster)))?;
+    let gate = ApiGate::for_cluster(world, cluster);
+    if kernel_gate {
+        apply_ruleset(&render_api_gate(&gate), Some(&api_host.netns))?;
+    } else {
+        remove_table(&gate.table, Some(&api_host.netns))?;
+    }
     nft_apply(&fabric.netns, &plan::render_lb_snat(plan.lb_snat.as_ref()))
 }
 
@@ -62,6 +80,7 @@ pub fn follow(
     home: &std::path::Path,
     rg: &str,
     name: &str,
+    kernel_gate: bool,
 ) -> Result<(), LabError> {
     let mut applied: Option<u64> = None;
     let mut last_plan: Option<Plan> = None;
@@ -81,7 +100,7 @@ pub fn follow(
                         crate::topology::build(&plan)?;
                         last_plan = Some(plan.clone());
                     }
-                    apply(&world, &plan)?;
+                    apply(&world, &plan, kernel_gate)?;
                     Ok(rev)
                 });
             match result {

@@ -35,6 +35,9 @@ pub struct LabState {
     pub resource_group: String,
     pub cluster: String,
     pub api_address: std::net::IpAddr,
+    /// Whether the authorized ranges are also enforced in the kernel at the API host.
+    #[serde(default)]
+    pub kernel_gate: bool,
     pub processes: Vec<Process>,
 }
 
@@ -213,6 +216,7 @@ pub fn up(
     bin: &Path,
     rg: &str,
     name: &str,
+    kernel_gate: bool,
 ) -> Result<(LabState, Plan), LabError> {
     if let Some(s) = read_state(home)
         && !(s.resource_group.eq_ignore_ascii_case(rg) && s.cluster.eq_ignore_ascii_case(name))
@@ -234,14 +238,23 @@ pub fn up(
         cluster.api_server_address,
     )?;
     crate::topology::build(&plan)?;
-    crate::controller::apply(&world, &plan)?;
+    crate::controller::apply(&world, &plan, kernel_gate)?;
 
     let mut state = read_state(home).unwrap_or(LabState {
         resource_group: cluster.resource_group.clone(),
         cluster: cluster.name.clone(),
         api_address: cluster.api_server_address,
+        kernel_gate,
         processes: vec![],
     });
+    if state.kernel_gate != kernel_gate {
+        // The controller enforces the choice it was started with: restart it.
+        state.kernel_gate = kernel_gate;
+        if let Some(p) = state.processes.iter().find(|p| p.name == "controller") {
+            signal_group(p.pid, Signal::TERM);
+        }
+        state.processes.retain(|p| p.name != "controller");
+    }
     state.processes.retain(|p| alive(p.pid));
     let api_ns = plan.host("apiserver").expect("planned").netns.clone();
     let listen = SocketAddr::new(cluster.api_server_address, 443).to_string();
@@ -281,7 +294,15 @@ pub fn up(
         (
             "controller",
             None,
-            vec!["lab", "controller", "-g", rg, "-n", name],
+            [
+                &["lab", "controller", "-g", rg, "-n", name][..],
+                if kernel_gate {
+                    &["--kernel-gate"][..]
+                } else {
+                    &[][..]
+                },
+            ]
+            .concat(),
         ),
     ];
     for (pname, netns, args) in wanted {

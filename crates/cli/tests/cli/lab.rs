@@ -449,6 +449,32 @@ fn lab_runs_the_procedure_and_matches_the_analysis() {
         disagreements.join("\n")
     );
 
+    // The authorized ranges also as an nftables set on the API host: a refused client no longer
+    // reaches the gate at all, and an admitted one still does.
+    env.ok(&["lab", "up", "--kernel-gate"]);
+    env.set_ranges("192.0.2.10/32", true).ok();
+    env.ok(&["lab", "wait"]);
+    let table = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            "awlab-apiserver",
+            "nft",
+            "list",
+            "table",
+            "inet",
+            "apiwall_gate_myAKSCluster",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        table.status.success(),
+        "{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
+    assert_eq!(wire("awlab-outsider", api, 443, &ca), Wire::Dropped);
+    assert_eq!(wire("awlab-workstation", api, 443, &ca), Wire::Allowed);
+
     // Teardown leaves nothing behind, and is safe to repeat.
     let pids: Vec<u64> = env.json(&["lab", "status"])["processes"]
         .as_array()
