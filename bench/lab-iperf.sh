@@ -2,7 +2,7 @@
 # iperf3 through the lab firewall (issue 5, "Benchmark"; DESIGN §5: with 10,000 rules compiled
 # with sets, at least 0.9× the forwarding throughput of no rules). Root only; a few minutes.
 #
-#   sudo bench/lab-iperf.sh [OUT.md]        (default OUT: bench/LAB-IPERF.md)
+#   sudo bench/lab-iperf.sh [OUT.md]        (default OUT: /tmp/lab-iperf.md; copy the table into BENCHMARKS.md)
 #
 # Env: APIWALL (default target/release/apiwall, built), DURATION (iperf3 seconds, 5),
 # REPS (3), CONNECT_SECONDS (3), RULES (10000).
@@ -22,7 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-OUT=${1:-bench/LAB-IPERF.md}
+OUT=${1:-/tmp/lab-iperf.md}
 DURATION=${DURATION:-5}
 REPS=${REPS:-3}
 CONNECT_SECONDS=${CONNECT_SECONDS:-3}
