@@ -50,9 +50,18 @@ pub struct RunArgs {
     /// Time open connections get to finish after SIGTERM, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub drain_timeout: u64,
+    /// How admitted connections are relayed: splice (in the kernel, Linux) or copy (userspace).
+    #[arg(long, value_enum, default_value_t = RelayArg::Splice)]
+    pub relay: RelayArg,
     /// Do not write the JSON access log to stdout.
     #[arg(long)]
     pub no_access_log: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RelayArg {
+    Copy,
+    Splice,
 }
 
 pub fn run(cmd: GateCmd, _global: &Global) -> ExitCode {
@@ -80,6 +89,10 @@ fn config(a: &RunArgs) -> GateConfig {
     cfg.proxy_header_timeout_ms = a.proxy_header_timeout;
     cfg.drain_timeout_ms = a.drain_timeout;
     cfg.access_log = !a.no_access_log;
+    cfg.relay = match a.relay {
+        RelayArg::Copy => apiwall_gate::Relay::Copy,
+        RelayArg::Splice => apiwall_gate::Relay::Splice,
+    };
     cfg
 }
 

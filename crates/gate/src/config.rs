@@ -39,12 +39,27 @@ pub struct GateConfig {
     pub drain_timeout_ms: u64,
     /// How often the store revision is polled.
     pub poll_interval_ms: u64,
-    /// Relay buffer per direction, in bytes.
+    /// Relay buffer per direction with `Relay::Copy`, in bytes.
     pub buffer_size: usize,
+    /// Pipe capacity per direction with `Relay::Splice`, in bytes; only bytes in flight use memory.
+    pub pipe_size: usize,
+    /// How admitted connections are relayed.
+    pub relay: Relay,
     /// Denial lines in the access log per second (a burst of twice that); the rest are counted.
     pub denial_log_per_sec: u32,
     /// Write JSON access-log lines to stdout.
     pub access_log: bool,
+}
+
+/// How an admitted connection's bytes are moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Relay {
+    /// tokio's `copy_bidirectional_with_sizes`: through a userspace buffer.
+    Copy,
+    /// splice(2) through a pipe per direction: the bytes stay in the kernel (Linux).
+    #[default]
+    Splice,
 }
 
 impl GateConfig {
@@ -64,6 +79,8 @@ impl GateConfig {
             drain_timeout_ms: 10_000,
             poll_interval_ms: 25,
             buffer_size: 64 * 1024,
+            pipe_size: 256 * 1024,
+            relay: Relay::default(),
             denial_log_per_sec: 20,
             access_log: true,
         }
@@ -119,6 +136,13 @@ impl GateConfig {
                 "buffer size",
                 &self.buffer_size,
                 "must be at least 1024 bytes",
+            ));
+        }
+        if self.pipe_size < 4096 {
+            return Err(err(
+                "pipe size",
+                &self.pipe_size,
+                "must be at least 4096 bytes (one page)",
             ));
         }
         if self.listen.port() != 0 && Some(self.listen) == self.admin {

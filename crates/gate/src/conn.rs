@@ -14,6 +14,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
+use crate::config::Relay;
 use crate::gate::Shared;
 use crate::proxy::{HeaderError, read_header};
 use crate::{DenyReason, GateError};
@@ -321,7 +322,16 @@ async fn relay(
 
     let end = {
         let buf = shared.cfg.buffer_size;
-        let copy = tokio::io::copy_bidirectional_with_sizes(&mut sock, &mut upstream, buf, buf);
+        let relay = shared.cfg.relay;
+        let copy = async {
+            match relay {
+                Relay::Copy => {
+                    tokio::io::copy_bidirectional_with_sizes(&mut sock, &mut upstream, buf, buf)
+                        .await
+                }
+                Relay::Splice => crate::splice::relay(&sock, &upstream, shared.cfg.pipe_size).await,
+            }
+        };
         tokio::pin!(copy);
         loop {
             tokio::select! {

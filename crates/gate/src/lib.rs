@@ -26,8 +26,9 @@ mod gate;
 mod metrics;
 mod proxy;
 mod source;
+mod splice;
 
-pub use config::{ConfigError, GateConfig};
+pub use config::{ConfigError, GateConfig, Relay};
 pub use error::{GateError, Side};
 pub use gate::{Gate, GateHandle};
 pub use metrics::DenyReason;

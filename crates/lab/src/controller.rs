@@ -2,6 +2,7 @@
 //! SNAT, compiled from one store revision and applied. `follow` re-applies on every new revision,
 //! so CLI changes take effect live.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use apiwall_kernel::{
@@ -23,10 +24,38 @@ const FIRST_RULE_PRIORITY: u32 = 1000;
 /// How often the controller asks the store for its revision.
 const POLL: Duration = Duration::from_millis(25);
 
-/// Applies the kernel state of `world` to the lab's hosts. With `kernel_gate`, the cluster's
-/// authorized ranges are also enforced as an nftables set on the API host's port 443, in front of
-/// the userspace gate.
-pub fn apply(world: &World, plan: &Plan, kernel_gate: bool) -> Result<(), LabError> {
+/// What was applied last to each kernel object, so an unchanged one is not applied again: a
+/// 10,000-rule firewall table takes seconds to load, and a change to a route or to the ranges
+/// must not wait for it.
+#[derive(Debug, Default)]
+pub struct Applied(HashMap<String, String>);
+
+impl Applied {
+    /// Runs `apply` unless `key` last got exactly `text`; a failed apply is not recorded.
+    fn once(
+        &mut self,
+        key: String,
+        text: String,
+        apply: impl FnOnce() -> Result<(), LabError>,
+    ) -> Result<(), LabError> {
+        if self.0.get(&key) == Some(&text) {
+            return Ok(());
+        }
+        apply()?;
+        self.0.insert(key, text);
+        Ok(())
+    }
+}
+
+/// Applies the kernel state of `world` to the lab's hosts, skipping what `applied` shows is in
+/// force already. With `kernel_gate`, the cluster's authorized ranges are also enforced as an
+/// nftables set on the API host's port 443, in front of the userspace gate.
+pub fn apply(
+    world: &World,
+    plan: &Plan,
+    kernel_gate: bool,
+    applied: &mut Applied,
+) -> Result<(), LabError> {
     for fw in world.firewalls.values() {
         let Some(host) = plan.firewalls.get(&fw.name).and_then(|h| plan.host(h)) else {
             continue;
@@ -35,7 +64,10 @@ pub fn apply(world: &World, plan: &Plan, kernel_gate: bool) -> Result<(), LabErr
             &FirewallSpec::from_world(world, fw),
             &RenderOptions::default(),
         );
-        apply_ruleset(&ruleset, Some(&host.netns))?;
+        let ns = &host.netns;
+        applied.once(format!("firewall {ns}"), ruleset.to_nft(), || {
+            Ok(apply_ruleset(&ruleset, Some(ns))?)
+        })?;
     }
     let policy = Policy::compile(world);
     let fabric = plan
@@ -51,7 +83,13 @@ pub fn apply(world: &World, plan: &Plan, kernel_gate: bool) -> Result<(), LabErr
             selector: Selector::Iif(bridge.clone()),
             rule_priority: FIRST_RULE_PRIORITY + j as u32,
         };
-        apply_routes(&render_routes(routes, &target), Some(&fabric.netns))?;
+        let routes = render_routes(routes, &target);
+        let ns = &fabric.netns;
+        applied.once(
+            format!("routes {ns} {}", target.table),
+            routes.to_batch(),
+            || Ok(apply_routes(&routes, Some(ns))?),
+        )?;
     }
     let api_host = plan
         .host("apiserver")
@@ -64,12 +102,21 @@ pub fn apply(world: &World, plan: &Plan, kernel_gate: bool) -> Result<(), LabErr
         ))
         .ok_or_else(|| LabError::Model(format!("cluster {} no longer exists", plan.cluster)))?;
     let gate = ApiGate::for_cluster(world, cluster);
+    let ns = &api_host.netns;
     if kernel_gate {
-        apply_ruleset(&render_api_gate(&gate), Some(&api_host.netns))?;
+        let ruleset = render_api_gate(&gate);
+        applied.once(format!("gate {ns}"), ruleset.to_nft(), || {
+            Ok(apply_ruleset(&ruleset, Some(ns))?)
+        })?;
     } else {
-        remove_table(&gate.table, Some(&api_host.netns))?;
+        applied.once(format!("gate {ns}"), String::new(), || {
+            Ok(remove_table(&gate.table, Some(ns))?)
+        })?;
     }
-    nft_apply(&fabric.netns, &plan::render_lb_snat(plan.lb_snat.as_ref()))
+    let snat = plan::render_lb_snat(plan.lb_snat.as_ref());
+    applied.once(format!("lb-snat {}", fabric.netns), snat.clone(), || {
+        nft_apply(&fabric.netns, &snat)
+    })
 }
 
 /// Follows the store: on every new revision, re-plans, builds any new host, and re-applies.
@@ -84,6 +131,7 @@ pub fn follow(
 ) -> Result<(), LabError> {
     let mut applied: Option<u64> = None;
     let mut last_plan: Option<Plan> = None;
+    let mut in_force = Applied::default();
     loop {
         let revision = api
             .store()
@@ -100,7 +148,7 @@ pub fn follow(
                         crate::topology::build(&plan)?;
                         last_plan = Some(plan.clone());
                     }
-                    apply(&world, &plan, kernel_gate)?;
+                    apply(&world, &plan, kernel_gate, &mut in_force)?;
                     Ok(rev)
                 });
             match result {

@@ -238,7 +238,7 @@ pub fn up(
         cluster.api_server_address,
     )?;
     crate::topology::build(&plan)?;
-    crate::controller::apply(&world, &plan, kernel_gate)?;
+    crate::controller::apply(&world, &plan, kernel_gate, &mut Default::default())?;
 
     let mut state = read_state(home).unwrap_or(LabState {
         resource_group: cluster.resource_group.clone(),

@@ -205,6 +205,7 @@ fn percentile(v: &mut [Duration], p: f64) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gate_closes_an_established_connection_within_1s_when_the_cli_removes_its_range() {
+    let _turn = crate::support::HEAVY.lock().await;
     let env = Env::new();
     cluster(&env, "127.0.0.10/32,127.0.0.11/32");
     let up = echo_upstream().await;
@@ -270,6 +271,7 @@ async fn gate_for_a_cluster_that_does_not_exist_admits_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_under_load_fails_no_admitted_connection() {
+    let _turn = crate::support::HEAVY.lock().await;
     let env = Env::new();
     cluster(&env, "127.0.0.10/32");
     let up = echo_upstream().await;
@@ -358,6 +360,7 @@ fn env_revision(env: &Env) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_change_is_enforced_within_100ms() {
+    let _turn = crate::support::HEAVY.lock().await;
     let env = Env::new();
     cluster(&env, "127.0.0.10/32");
     let up = echo_upstream().await;
@@ -451,6 +454,7 @@ async fn latencies(to: SocketAddr, n: usize) -> Vec<Duration> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flood_of_denied_connections_keeps_authorized_latency_and_memory_bounded() {
+    let _turn = crate::support::HEAVY.lock().await;
     let env = Env::new();
     cluster(&env, "127.0.0.10/32");
     let up = echo_upstream().await;

@@ -359,3 +359,7 @@ impl Env {
         self.run(&a)
     }
 }
+
+/// Tests that load the machine (floods, the lab, timing claims) take turns: run side by side on
+/// 2 cores they would measure each other.
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

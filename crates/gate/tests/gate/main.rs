@@ -6,4 +6,5 @@ mod support;
 mod accept;
 mod haproxy;
 mod kubectl;
+mod relay;
 mod store;
