@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -58,6 +59,7 @@ pub async fn serve(
     tls: Arc<rustls::ServerConfig>,
     source: Arc<dyn ViewSource>,
 ) -> std::io::Result<()> {
+    STARTED.get_or_init(Instant::now);
     let acceptor = TlsAcceptor::from(tls);
     loop {
         let (tcp, peer) = listener.accept().await?;
@@ -87,6 +89,11 @@ async fn handle(
     peer: SocketAddr,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_string();
+    let wants_table = req
+        .headers()
+        .get(hyper::header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("as=Table"));
     tracing::info!(%peer, method = %req.method(), %path, "request");
     let view = match tokio::task::spawn_blocking(move || source.view()).await {
         Ok(Ok(v)) => v,
@@ -104,7 +111,73 @@ async fn handle(
         }
     };
     let (code, body) = answer(&path, &view);
+    let body = match wants_table {
+        true => as_table(&body, &age(STARTED.get_or_init(Instant::now).elapsed())).unwrap_or(body),
+        false => body,
+    };
     Ok(respond(code, body))
+}
+
+/// When this stand-in started: the age of everything it serves.
+static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// An age as kubectl prints it: `45s`, `12m`, `5h`, `3d`.
+fn age(d: std::time::Duration) -> String {
+    match d.as_secs() {
+        s if s < 120 => format!("{s}s"),
+        s if s < 3 * 3600 => format!("{}m", s / 60),
+        s if s < 2 * 86400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+/// The server-side table kubectl asks for (`Accept: …;as=Table`), for node and endpoint lists,
+/// so `kubectl get nodes` prints its usual columns.
+pub fn as_table(list: &Value, age: &str) -> Option<Value> {
+    let col = |name: &str| json!({"name": name, "type": "string", "format": "", "description": "", "priority": 0});
+    let meta = |item: &Value| json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": item["metadata"]});
+    let (columns, rows): (Vec<Value>, Vec<Value>) = match list["kind"].as_str()? {
+        "NodeList" => (
+            ["Name", "Status", "Roles", "Age", "Version"].map(col).to_vec(),
+            list["items"]
+                .as_array()?
+                .iter()
+                .map(|n| {
+                    let version = n["status"]["nodeInfo"]["kubeletVersion"].clone();
+                    json!({"cells": [n["metadata"]["name"], "Ready", "<none>", age, version], "object": meta(n)})
+                })
+                .collect(),
+        ),
+        "EndpointsList" => (
+            ["Name", "Endpoints", "Age"].map(col).to_vec(),
+            list["items"]
+                .as_array()?
+                .iter()
+                .map(|e| {
+                    let addrs: Vec<String> = e["subsets"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|s| {
+                            let port = s["ports"][0]["port"].as_u64().unwrap_or(443);
+                            s["addresses"].as_array().into_iter().flatten().map(move |a| {
+                                format!("{}:{port}", a["ip"].as_str().unwrap_or_default())
+                            })
+                        })
+                        .collect();
+                    json!({"cells": [e["metadata"]["name"], addrs.join(","), age], "object": meta(e)})
+                })
+                .collect(),
+        ),
+        _ => return None,
+    };
+    Some(json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": list["metadata"]["resourceVersion"]},
+        "columnDefinitions": columns,
+        "rows": rows,
+    }))
 }
 
 fn respond(code: StatusCode, body: Value) -> Response<Full<Bytes>> {
@@ -184,3 +257,6 @@ pub fn answer(path: &str, view: &ClusterView) -> (StatusCode, Value) {
         },
     }
 }
+
+#[cfg(test)]
+mod tests;
