@@ -222,9 +222,9 @@ pub enum AksCmd {
 pub struct AksCreate {
     #[command(flatten)]
     pub id: RgName,
-    /// Number of nodes.
-    #[arg(short = 'c', long, default_value_t = 3)]
-    pub node_count: u32,
+    /// Number of nodes (default 3; unchanged when the cluster exists).
+    #[arg(short = 'c', long)]
+    pub node_count: Option<u32>,
     /// Location; defaults to the resource group's.
     #[arg(short = 'l', long)]
     pub location: Option<String>,

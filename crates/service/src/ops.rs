@@ -20,6 +20,7 @@ use crate::{ApiError, Child, Named};
 /// The default pod CIDR of kubenet: one /24 per node.
 const POD_CIDR: &str = "10.244.0.0/16";
 const MAX_NODES: u32 = 256;
+const DEFAULT_NODES: u32 = 3;
 const KUBERNETES_VERSION: &str = "1.30.5";
 const NODE_VM_SIZE: &str = "Standard_DS2_v2";
 
@@ -94,16 +95,12 @@ pub(crate) fn provider(namespace: &str, state: &str) -> Provider {
     }
 }
 
-/// The lowest address of `pool` that no resource uses (skipping the network and broadcast
-/// addresses of an IPv4 pool).
+/// The lowest address of `pool` that no resource uses. The network and broadcast addresses are
+/// skipped, and so is the last usable one: it is the segment's gateway (the lab's router).
 fn allocate(w: &World, pool: Cidr, flag: &str) -> Result<IpAddr, ApiError> {
     let used: std::collections::HashSet<IpAddr> = w.used_public_addresses().collect();
     let size: u128 = 1u128 << (u32::from(pool.0.max_prefix_len() - pool.prefix_len())).min(127);
-    let (first, last) = if pool.0.addr().is_ipv4() && size > 2 {
-        (1, size - 2)
-    } else {
-        (0, size - 1)
-    };
+    let (first, last) = (1, size.saturating_sub(3));
     (first..=last.min(first + 1_000_000))
         .filter_map(|n| pool.nth(n))
         .find(|a| !used.contains(a))
@@ -190,20 +187,88 @@ pub(crate) fn apply(w: &mut World, request: Request) -> Result<Value, ApiError> 
         Configure {
             public_ip_pool,
             api_server_pool,
-        } => {
-            if let Some(p) = public_ip_pool {
-                w.settings.public_ip_pool = p;
-            }
-            if let Some(p) = api_server_pool {
-                w.settings.api_server_pool = p;
-            }
-            to_value(&w.settings)
-        }
+        } => configure(w, public_ip_pool, api_server_pool)?,
         read => return Err(ApiError::Internal(format!("not a mutation: {read:?}"))),
     };
     refresh_backrefs(w);
     check_references(w)?;
     Ok(out)
+}
+
+/// The segment of the lab's internet hosts; a pool may not overlap it.
+const INTERNET_HOSTS: &str = "192.0.2.0/24";
+
+fn configure(w: &mut World, public: Option<Cidr>, api: Option<Cidr>) -> Result<Value, ApiError> {
+    let hosts: Cidr = INTERNET_HOSTS.parse().expect("constant");
+    let (new_public, new_api) = (
+        public.unwrap_or(w.settings.public_ip_pool),
+        api.unwrap_or(w.settings.api_server_pool),
+    );
+    for (flag, pool, given) in [
+        ("--public-ip-pool", new_public, public),
+        ("--api-server-pool", new_api, api),
+    ] {
+        let Some(pool) = given.map(|_| pool) else {
+            continue;
+        };
+        if !pool.0.addr().is_ipv4() || pool.prefix_len() > 29 {
+            return Err(ApiError::invalid(
+                flag,
+                pool,
+                "a pool is an IPv4 prefix of /29 or larger (its last address is the segment's gateway)",
+            ));
+        }
+        if pool.overlaps(&hosts) {
+            return Err(ApiError::invalid(
+                flag,
+                pool,
+                format!(
+                    "overlaps {INTERNET_HOSTS}, where the lab's internet hosts live; choose another range"
+                ),
+            ));
+        }
+        if pool.0.addr().is_ipv4()
+            && apiwall_model::IANA_PRIVATE_RANGES
+                .iter()
+                .any(|r| r.parse::<Cidr>().expect("constant").overlaps(&pool))
+        {
+            return Err(ApiError::invalid(
+                flag,
+                pool,
+                "a pool of public addresses may not overlap the private ranges (10/8, 172.16/12, 192.168/16, 100.64/10)",
+            ));
+        }
+    }
+    if new_public.overlaps(&new_api) {
+        return Err(ApiError::invalid(
+            "--api-server-pool",
+            new_api,
+            format!("overlaps the public IP pool {new_public}; the two pools must be apart"),
+        ));
+    }
+    if let Some(ip) = w
+        .public_ips
+        .values()
+        .find(|p| !new_public.contains_addr(p.ip_address))
+    {
+        return Err(ApiError::Conflict(format!(
+            "--public-ip-pool {new_public}: public IP '{}' ({}) lies outside it; delete it first or keep a pool that holds it",
+            ip.name, ip.ip_address
+        )));
+    }
+    if let Some(c) = w
+        .clusters
+        .values()
+        .find(|c| !new_api.contains_addr(c.api_server_address))
+    {
+        return Err(ApiError::Conflict(format!(
+            "--api-server-pool {new_api}: cluster '{}' has its API server at {}, outside it; delete the cluster first or keep a pool that holds it",
+            c.name, c.api_server_address
+        )));
+    }
+    w.settings.public_ip_pool = new_public;
+    w.settings.api_server_pool = new_api;
+    Ok(to_value(&w.settings))
 }
 
 fn delete<T: Resource>(
@@ -299,10 +364,10 @@ fn node_name(digits: &str, i: u32) -> String {
 
 fn aks_create(w: &mut World, c: ClusterCreate) -> Result<Value, ApiError> {
     check_name(name::CLUSTER, "--name", &c.name)?;
-    if !(1..=MAX_NODES).contains(&c.node_count) {
+    if let Some(n) = c.node_count.filter(|n| !(1..=MAX_NODES).contains(n)) {
         return Err(ApiError::invalid(
             "--node-count",
-            c.node_count,
+            n,
             format!(
                 "must be between 1 and {MAX_NODES} (the pod CIDR {POD_CIDR} holds one /24 per node)"
             ),
@@ -397,7 +462,7 @@ fn aks_create(w: &mut World, c: ClusterCreate) -> Result<Value, ApiError> {
     );
     let cluster = ManagedCluster {
         agent_pool_profiles: vec![AgentPoolProfile {
-            count: c.node_count,
+            count: c.node_count.unwrap_or(DEFAULT_NODES),
             mode: "System".into(),
             name: "nodepool1".into(),
             os_type: "Linux".into(),
@@ -453,7 +518,10 @@ fn aks_recreate(w: &mut World, key: &Key, c: ClusterCreate) -> Result<Value, Api
             c.outbound_type, cluster.name, cluster.network_profile.outbound_type
         )));
     }
-    cluster.agent_pool_profiles[0].count = c.node_count;
+    // Re-running `aks create` without --node-count keeps the cluster's size.
+    if let Some(n) = c.node_count {
+        cluster.agent_pool_profiles[0].count = n;
+    }
     if let Some(r) = c.authorized_ranges {
         cluster.api_server_access_profile.authorized_ip_ranges = r.0;
     }
@@ -664,6 +732,26 @@ fn subnet_put(w: &mut World, s: SubnetSpec, create: bool) -> Result<Value, ApiEr
         Some("") => Some(None),
         Some(t) => Some(Some(resolve_route_table(w, &s.rg, t)?)),
     };
+    // The cluster whose nodes live in this subnet, if any: their addresses pin its prefix.
+    let subnet_id = w
+        .vnets
+        .get(&Key::new(&s.rg, &s.vnet))
+        .and_then(|v| {
+            v.subnets
+                .iter()
+                .find(|x| x.name.eq_ignore_ascii_case(&s.name))
+        })
+        .map(|x| x.id.clone());
+    let node_cluster = subnet_id.and_then(|id| {
+        w.clusters
+            .values()
+            .find(|c| {
+                c.agent_pool_profiles
+                    .iter()
+                    .any(|p| ids::same(&p.vnet_subnet_id, &id))
+            })
+            .map(|c| c.name.clone())
+    });
     let vnet = get_mut(&mut w.vnets, &s.rg, &s.vnet)?;
     let existing = vnet
         .subnets
@@ -752,6 +840,14 @@ fn subnet_put(w: &mut World, s: SubnetSpec, create: bool) -> Result<Value, ApiEr
     let subnet = match existing {
         Some(i) => {
             let sub = &mut vnet.subnets[i];
+            if sub.address_prefix != prefix
+                && let Some(c) = &node_cluster
+            {
+                return Err(ApiError::Conflict(format!(
+                    "--address-prefixes: subnet '{}' holds the nodes of cluster '{c}'; its prefix cannot change",
+                    sub.name
+                )));
+            }
             if sub.address_prefix != prefix && !sub.ip_configurations.is_empty() {
                 return Err(ApiError::Conflict(format!(
                     "--address-prefixes: subnet '{}' is in use by {}; its prefix cannot change",
@@ -847,10 +943,13 @@ fn public_ip_create(
     let rg = group(w, &n.rg)?.name.clone();
     let ip = match w.public_ips.get_mut(&Key::new(&n.rg, &n.name)) {
         // Re-creating keeps the address.
-        Some(existing) => {
-            existing.sku.name = sku.into();
-            existing.clone()
+        Some(existing) if existing.sku.name != sku => {
+            return Err(ApiError::Conflict(format!(
+                "--sku {sku}: public IP '{}' exists with SKU {}, which cannot change; pass --sku {} or use another name",
+                existing.name, existing.sku.name, existing.sku.name
+            )));
         }
+        Some(existing) => existing.clone(),
         None => new_public_ip(w, &rg, &n.name, &location, sku)?,
     };
     Ok(json!({ "publicIp": to_value(&ip) }))
@@ -930,6 +1029,18 @@ fn ip_config_create(w: &mut World, c: IpConfigCreate) -> Result<Value, ApiError>
             vnet.name, c.rg, vnet.name
         ))
     })?;
+    let fw_prefix =
+        format!("{}/", ids::resource_id(&c.rg, Firewall::TYPE, &c.firewall)).to_ascii_lowercase();
+    if let Some(other) = subnet
+        .ip_configurations
+        .iter()
+        .find(|r| !r.id.to_ascii_lowercase().starts_with(&fw_prefix))
+    {
+        return Err(ApiError::Conflict(format!(
+            "--vnet-name '{}': its {FIREWALL_SUBNET} is already used by {}; a firewall subnet holds one firewall",
+            vnet.name, other.id
+        )));
+    }
     let private_ip = subnet
         .address_prefix
         .nth(4)
@@ -1218,6 +1329,15 @@ fn route_put(w: &mut World, r: RouteSpec, create: bool) -> Result<Value, ApiErro
                 "--next-hop-type",
                 hop,
                 "VirtualAppliance needs --next-hop-ip-address (the appliance's private IP, such as a firewall's)",
+            ));
+        }
+        (NextHopType::VirtualAppliance, Some(ip)) if ip.is_ipv4() != prefix.0.addr().is_ipv4() => {
+            return Err(ApiError::invalid(
+                "--next-hop-ip-address",
+                ip,
+                format!(
+                    "is not of the same IP family as --address-prefix {prefix}; use an appliance address of that family"
+                ),
             ));
         }
         (NextHopType::VirtualAppliance, Some(_)) | (_, None) => {}

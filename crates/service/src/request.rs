@@ -36,7 +36,8 @@ pub struct ClusterCreate {
     pub rg: String,
     pub name: String,
     pub location: Option<String>,
-    pub node_count: u32,
+    /// `None`: 3 for a new cluster, unchanged for an existing one.
+    pub node_count: Option<u32>,
     pub outbound_type: OutboundType,
     pub authorized_ranges: Option<AuthorizedRanges>,
 }

@@ -48,6 +48,15 @@ fn words(s: &str) -> Vec<String> {
 fn bad_input_is_refused_and_changes_nothing() {
     let env = Env::new();
     env.procedure();
+    // A second firewall with its own public IP, to try to share the first one's subnet.
+    env.ok(&words("network firewall create -g $MC -n fw2")
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
+    env.ok(&words("network public-ip create -g $MC -n fw2ip")
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
     let before = env.dump();
 
     let route = "network route-table route create -g $MC --route-table-name aks-agentpool-81643024-routetable -n r1 --address-prefix 198.51.100.7/32";
@@ -235,6 +244,53 @@ fn bad_input_is_refused_and_changes_nothing() {
             words("configure --public-ip-pool 203.0.113.7/24"),
             2,
             &["--public-ip-pool", "use 203.0.113.0/24"],
+        ),
+        (
+            words("configure --public-ip-pool 192.0.2.0/24"),
+            1,
+            &["--public-ip-pool '192.0.2.0/24'", "internet hosts"],
+        ),
+        (
+            words("configure --api-server-pool 203.0.113.0/25"),
+            1,
+            &[
+                "--api-server-pool '203.0.113.0/25'",
+                "overlaps the public IP pool",
+            ],
+        ),
+        (
+            words("configure --public-ip-pool 198.18.0.0/24"),
+            1,
+            &["public IP", "lies outside it"],
+        ),
+        (
+            words("network public-ip create -g $MC -n myAzureFirewallPublicIP --sku Basic"),
+            1,
+            &["--sku Basic", "exists with SKU Standard", "cannot change"],
+        ),
+        (
+            words(
+                "network vnet subnet update -g $MC --vnet-name aks-vnet-81643024 -n aks-subnet --address-prefixes 10.241.0.0/16",
+            ),
+            1,
+            &["subnet 'aks-subnet' holds the nodes of cluster 'myAKSCluster'"],
+        ),
+        (
+            words(
+                "network firewall ip-config create -g $MC -f fw2 -n cfg --vnet-name aks-vnet-81643024 --public-ip-address fw2ip",
+            ),
+            1,
+            &[
+                "AzureFirewallSubnet is already used by",
+                "myAzureFirewallIPConfig",
+            ],
+        ),
+        (
+            words(
+                "network route-table route create -g $MC --route-table-name aks-agentpool-81643024-routetable -n r6 --address-prefix 203.0.113.0/24 --next-hop-type VirtualAppliance --next-hop-ip-address 2001:db8::1",
+            ),
+            1,
+            &["--next-hop-ip-address '2001:db8::1'", "same IP family"],
         ),
     ];
     assert!(cases.len() >= 15);

@@ -81,6 +81,49 @@ fn procedure_replays_and_rerunning_changes_nothing() {
         .map(|(a, b)| (a.to_string(), b.to_string()))
     );
 
+    // Re-running `aks create` without --node-count keeps the cluster's size.
+    env.ok(&[
+        "aks",
+        "create",
+        "-g",
+        "myResourceGroup",
+        "-n",
+        "myAKSCluster",
+        "--node-count",
+        "4",
+        "-o",
+        "none",
+    ]);
+    env.ok(&[
+        "aks",
+        "create",
+        "-g",
+        "myResourceGroup",
+        "-n",
+        "myAKSCluster",
+        "-o",
+        "none",
+    ]);
+    assert_eq!(
+        env.json(&["vm", "list", "-g", rg])
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    env.ok(&[
+        "aks",
+        "create",
+        "-g",
+        "myResourceGroup",
+        "-n",
+        "myAKSCluster",
+        "--node-count",
+        "3",
+        "-o",
+        "none",
+    ]);
+
     let first = env.dump();
     let revision_probe = env.ok(&["configure"]);
     let again: BTreeMap<String, String> = env.procedure().into_iter().collect();
