@@ -69,7 +69,7 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn exit_code(e: &ApiError) -> u8 {
+pub fn exit_code(e: &ApiError) -> u8 {
     match e.kind() {
         ErrorKind::Usage => 2,
         ErrorKind::Operation => 1,

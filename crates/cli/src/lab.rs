@@ -264,16 +264,24 @@ fn run_apiserver(
 
 /// `aks get-credentials`: a kubeconfig that trusts the cluster's CA.
 pub fn get_credentials(a: GetCredentials) -> ExitCode {
+    let api = match open_api() {
+        Ok(api) => api,
+        Err(e) => return exit(Err(e)),
+    };
+    // The cluster is read through the service, so a missing one is az's not-found (exit 3).
+    let request =
+        apiwall_service::Request::AksShow(apiwall_service::Named::new(&a.resource_group, &a.name));
+    if let Err(e) = apiwall_service::Api::call(&api, request, false) {
+        eprintln!("ERROR: {e}");
+        return ExitCode::from(crate::commands::exit_code(&e));
+    }
     exit((|| {
         let home = home()?;
-        let (world, _) = open_api()?.world()?;
-        let c = world.clusters.get(&Key::new(&a.resource_group, &a.name)).ok_or_else(|| {
-            anyhow::anyhow!(
-                "(ResourceNotFound) The Resource 'Microsoft.ContainerService/managedClusters/{}' under resource group '{}' was not found.",
-                a.name,
-                a.resource_group
-            )
-        })?;
+        let (world, _) = api.world()?;
+        let c = world
+            .clusters
+            .get(&Key::new(&a.resource_group, &a.name))
+            .context("the cluster vanished")?;
         let certs = certs::ClusterCerts::ensure(
             &certs::cluster_dir(&home, &a.resource_group, &a.name),
             &c.fqdn,
@@ -284,26 +292,27 @@ pub fn get_credentials(a: GetCredentials) -> ExitCode {
             None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?)
                 .join(".kube/config"),
         };
-        if path.exists() && !a.overwrite_existing && path.to_str() != Some("-") {
+        let text = certs::kubeconfig(&c.name, c.api_server_address, &certs.ca_pem);
+        if path.to_str() == Some("-") {
+            print!("{text}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        // apiwall writes a whole kubeconfig; it does not merge into an existing one.
+        if path.exists() && !a.overwrite_existing {
             bail!(
                 "--file '{}': the file exists; pass --overwrite-existing to replace it, or another --file",
                 path.display()
             );
         }
-        let text = certs::kubeconfig(&c.name, c.api_server_address, &certs.ca_pem);
-        if path.to_str() == Some("-") {
-            print!("{text}");
-        } else {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
-            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-            eprintln!(
-                "Merged \"{}\" as current context in {}",
-                c.name,
-                path.display()
-            );
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
         }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!(
+            "Wrote \"{}\" as current context to {}",
+            c.name,
+            path.display()
+        );
         Ok(ExitCode::SUCCESS)
     })())
 }

@@ -246,6 +246,11 @@ fn bad_input_is_refused_and_changes_nothing() {
             &["--public-ip-pool", "use 203.0.113.0/24"],
         ),
         (
+            words("aks get-credentials -g myResourceGroup -n nosuchcluster --file -"),
+            3,
+            &["nosuchcluster", "was not found"],
+        ),
+        (
             words("configure --public-ip-pool 192.0.2.0/24"),
             1,
             &["--public-ip-pool '192.0.2.0/24'", "internet hosts"],
