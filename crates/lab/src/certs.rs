@@ -34,7 +34,12 @@ impl ClusterCerts {
         let io =
             |what: &str, e: std::io::Error| LabError::Io(format!("{what} {}: {e}", dir.display()));
         let read = |name: &str| std::fs::read_to_string(dir.join(name));
-        if let (Ok(ca_pem), Ok(cert_pem), Ok(key_pem)) = (
+        // Certificates name the address and FQDN they were minted for; a cluster re-created with
+        // another address gets new ones.
+        let identity = format!("{fqdn} {address}\n");
+        let same_identity = read("identity").is_ok_and(|i| i == identity);
+        if let (true, Ok(ca_pem), Ok(cert_pem), Ok(key_pem)) = (
+            same_identity,
             read("ca.pem"),
             read("apiserver.pem"),
             read("apiserver-key.pem"),
@@ -82,10 +87,21 @@ impl ClusterCerts {
         for (path, text) in [
             (certs.ca_path(), &certs.ca_pem),
             (certs.cert_path(), &certs.cert_pem),
-            (certs.key_path(), &certs.key_pem),
+            (dir.join("identity"), &identity),
         ] {
             std::fs::write(&path, text).map_err(|e| io("writing", e))?;
         }
+        // The private key is readable by its owner only.
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(certs.key_path())
+            .and_then(|mut f| f.write_all(certs.key_pem.as_bytes()))
+            .map_err(|e| io("writing", e))?;
         Ok(certs)
     }
 }

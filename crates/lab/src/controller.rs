@@ -18,11 +18,20 @@ use crate::LabError;
 use crate::host::nft_apply;
 use crate::plan::{self, Plan};
 
-/// First routing table id of the fabric's subnets (one per subnet, in vnet order).
-const FIRST_TABLE: u32 = 100;
-const FIRST_RULE_PRIORITY: u32 = 1000;
 /// How often the controller asks the store for its revision.
 const POLL: Duration = Duration::from_millis(25);
+/// How soon a revision that failed to apply is tried again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Where a subnet's routes go on the fabric: its own table, selected by its bridge.
+pub fn target(leg: &plan::SubnetLeg) -> RoutingTarget {
+    RoutingTarget {
+        subnet: leg.name.clone(),
+        table: leg.table,
+        selector: Selector::Iif(leg.bridge.clone()),
+        rule_priority: leg.rule_priority,
+    }
+}
 
 /// What was applied last to each kernel object, so an unchanged one is not applied again: a
 /// 10,000-rule firewall table takes seconds to load, and a change to a route or to the ranges
@@ -48,14 +57,21 @@ impl Applied {
 }
 
 /// Applies the kernel state of `world` to the lab's hosts, skipping what `applied` shows is in
-/// force already. With `kernel_gate`, the cluster's authorized ranges are also enforced as an
-/// nftables set on the API host's port 443, in front of the userspace gate.
+/// force already. Each kernel object is applied on its own: one that fails (and is retried on the
+/// next call) does not hold back the others. With `kernel_gate`, the cluster's authorized ranges
+/// are also enforced as an nftables set on the API host's port 443, in front of the userspace gate.
 pub fn apply(
     world: &World,
     plan: &Plan,
     kernel_gate: bool,
     applied: &mut Applied,
 ) -> Result<(), LabError> {
+    let mut failed: Vec<String> = Vec::new();
+    let mut note = |r: Result<(), LabError>| {
+        if let Err(e) = r {
+            failed.push(e.to_string());
+        }
+    };
     for fw in world.firewalls.values() {
         let Some(host) = plan.firewalls.get(&fw.name).and_then(|h| plan.host(h)) else {
             continue;
@@ -65,63 +81,65 @@ pub fn apply(
             &RenderOptions::default(),
         );
         let ns = &host.netns;
-        applied.once(format!("firewall {ns}"), ruleset.to_nft(), || {
-            Ok(apply_ruleset(&ruleset, Some(ns))?)
-        })?;
+        note(
+            applied.once(format!("firewall {ns}"), ruleset.to_nft(), || {
+                Ok(apply_ruleset(&ruleset, Some(ns))?)
+            }),
+        );
     }
     let policy = Policy::compile(world);
     let fabric = plan
         .host("fabric")
         .ok_or_else(|| LabError::Model("the plan has no fabric".into()))?;
-    for (j, (subnet_id, bridge)) in plan.subnet_bridges.iter().enumerate() {
-        let Some(routes) = policy.subnet_routes(subnet_id) else {
+    for leg in &plan.subnets {
+        let Some(routes) = policy.subnet_routes(&leg.id) else {
             continue;
         };
-        let target = RoutingTarget {
-            subnet: apiwall_model::ids::last_segment(subnet_id).to_string(),
-            table: FIRST_TABLE + j as u32,
-            selector: Selector::Iif(bridge.clone()),
-            rule_priority: FIRST_RULE_PRIORITY + j as u32,
-        };
-        let routes = render_routes(routes, &target);
+        let routes = render_routes(routes, &target(leg));
         let ns = &fabric.netns;
-        applied.once(
-            format!("routes {ns} {}", target.table),
+        note(applied.once(
+            format!("routes {ns} {}", leg.table),
             routes.to_batch(),
             || Ok(apply_routes(&routes, Some(ns))?),
-        )?;
+        ));
     }
     let api_host = plan
         .host("apiserver")
         .ok_or_else(|| LabError::Model("the plan has no API host".into()))?;
-    let cluster = world
-        .clusters
-        .get(&apiwall_model::Key::new(
-            &plan.resource_group,
-            &plan.cluster,
-        ))
-        .ok_or_else(|| LabError::Model(format!("cluster {} no longer exists", plan.cluster)))?;
-    let gate = ApiGate::for_cluster(world, cluster);
-    let ns = &api_host.netns;
-    if kernel_gate {
-        let ruleset = render_api_gate(&gate);
-        applied.once(format!("gate {ns}"), ruleset.to_nft(), || {
-            Ok(apply_ruleset(&ruleset, Some(ns))?)
-        })?;
-    } else {
-        applied.once(format!("gate {ns}"), String::new(), || {
-            Ok(remove_table(&gate.table, Some(ns))?)
-        })?;
+    if let Some(cluster) = world.clusters.get(&apiwall_model::Key::new(
+        &plan.resource_group,
+        &plan.cluster,
+    )) {
+        let gate = ApiGate::for_cluster(world, cluster);
+        let ns = &api_host.netns;
+        note(if kernel_gate {
+            let ruleset = render_api_gate(&gate);
+            applied.once(format!("gate {ns}"), ruleset.to_nft(), || {
+                Ok(apply_ruleset(&ruleset, Some(ns))?)
+            })
+        } else {
+            applied.once(format!("gate {ns}"), String::new(), || {
+                Ok(remove_table(&gate.table, Some(ns))?)
+            })
+        });
     }
     let snat = plan::render_lb_snat(plan.lb_snat.as_ref());
-    applied.once(format!("lb-snat {}", fabric.netns), snat.clone(), || {
-        nft_apply(&fabric.netns, &snat)
-    })
+    note(
+        applied.once(format!("lb-snat {}", fabric.netns), snat.clone(), || {
+            nft_apply(&fabric.netns, &snat)
+        }),
+    );
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(LabError::Io(failed.join("; ")))
+    }
 }
 
-/// Follows the store: on every new revision, re-plans, builds any new host, and re-applies.
-/// A revision that fails to apply is logged and retried on the next one; the last applied state
-/// stays in force meanwhile. Returns only if the store fails.
+/// Follows the store: on every new revision, re-plans, removes the hosts and subnet legs the
+/// model no longer has, builds the new ones, and re-applies. A revision that fails to apply is
+/// logged and retried every `RETRY`; what was applied before stays in force meanwhile. Returns
+/// only if the store fails.
 pub fn follow(
     api: &LocalApi<SqliteStore>,
     home: &std::path::Path,
@@ -130,6 +148,7 @@ pub fn follow(
     kernel_gate: bool,
 ) -> Result<(), LabError> {
     let mut applied: Option<u64> = None;
+    let mut retry_at: Option<Instant> = None;
     let mut last_plan: Option<Plan> = None;
     let mut in_force = Applied::default();
     loop {
@@ -137,21 +156,25 @@ pub fn follow(
             .store()
             .revision()
             .map_err(|e| LabError::Io(e.to_string()))?;
-        if applied != Some(revision) {
+        let due = applied != Some(revision) || retry_at.is_some_and(|t| Instant::now() >= t);
+        if due {
             let started = Instant::now();
-            let result = api
-                .world()
-                .map_err(|e| LabError::Io(e.to_string()))
-                .and_then(|(world, rev)| {
-                    let plan = plan::plan(&world, rg, name)?;
-                    if last_plan.as_ref() != Some(&plan) {
-                        crate::topology::build(&plan)?;
-                        last_plan = Some(plan.clone());
+            let mut step = || -> Result<u64, LabError> {
+                let (world, rev) = api.world().map_err(|e| LabError::Io(e.to_string()))?;
+                let plan = plan::plan(&world, rg, name)?;
+                if last_plan.as_ref() != Some(&plan) {
+                    if let Some(old) = &last_plan {
+                        crate::topology::prune(old, &plan)?;
                     }
-                    apply(&world, &plan, kernel_gate, &mut in_force)?;
-                    Ok(rev)
-                });
-            match result {
+                    crate::topology::build(&plan)?;
+                    // New hosts start empty: everything is applied again.
+                    in_force = Applied::default();
+                    last_plan = Some(plan.clone());
+                }
+                apply(&world, &plan, kernel_gate, &mut in_force)?;
+                Ok(rev)
+            };
+            match step() {
                 Ok(rev) => {
                     tracing::info!(
                         revision = rev,
@@ -159,11 +182,13 @@ pub fn follow(
                         "lab enforcement applied"
                     );
                     applied = Some(rev);
+                    retry_at = None;
                     crate::lab::record_applied(home, rev);
                 }
                 Err(e) => {
-                    tracing::error!(revision, error = %e, "could not apply this revision; keeping the last applied state");
+                    tracing::error!(revision, error = %e, "could not apply this revision; retrying, the last applied state stays in force");
                     applied = Some(revision);
+                    retry_at = Some(Instant::now() + RETRY);
                 }
             }
         }

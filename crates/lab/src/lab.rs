@@ -55,8 +55,11 @@ pub fn read_state(home: &Path) -> Option<LabState> {
 }
 
 /// Signals the process group a lab process leads (it was started as a group leader, so its
-/// children, such as `ip netns exec`'s program, get the signal too).
+/// children, such as `ip netns exec`'s program, get the signal too). Only a live apiwall process.
 fn signal_group(pid: u32, sig: Signal) {
+    if !alive(pid) {
+        return;
+    }
     if let Some(pid) = Pid::from_raw(pid as i32) {
         let _ = kill_process_group(pid, sig);
     }
@@ -68,10 +71,16 @@ fn signal(pid: i32, sig: Signal) {
     }
 }
 
+/// Whether `pid` is a live (not zombie) apiwall process: a pid from a state file can outlive a
+/// reboot and name an unrelated process, which must never be signalled.
 fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"))
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let running = stat
+        .rsplit_once(") ")
+        .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'));
+    let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg.ends_with(b"apiwall")));
+    running && ours
 }
 
 /// Starts `apiwall ARGS` in the background, inside `netns` if given, detached from this process.
@@ -224,6 +233,11 @@ pub fn up(
         return Err(LabError::Model(format!(
             "a lab for cluster {}/{} is up; run 'apiwall lab down' first",
             s.resource_group, s.cluster
+        )));
+    }
+    if read_state(home).is_none() && namespaces()?.iter().any(|n| n.starts_with(NETNS_PREFIX)) {
+        return Err(LabError::Model(format!(
+            "a lab that is not this store's is up (network namespaces {NETNS_PREFIX}*; one lab per machine); take it down with 'apiwall lab down' under its APIWALL_HOME, or here to remove it"
         )));
     }
     let (world, _) = api.world().map_err(|e| LabError::Io(e.to_string()))?;

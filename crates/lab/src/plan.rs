@@ -60,6 +60,38 @@ pub struct Host {
     pub forwarding: bool,
 }
 
+/// The fabric's leg in one subnet: its bridge, and the policy-routing table (and the `ip rule`
+/// priority selecting it) that carries the subnet's effective routes. All three derive from the
+/// subnet's id, so they stay put when other subnets come and go.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubnetLeg {
+    /// Lowercased subnet id.
+    pub id: String,
+    pub name: String,
+    pub bridge: String,
+    pub table: u32,
+    pub rule_priority: u32,
+}
+
+/// A short stable number for a resource id (FNV-1a), for interface names and table ids.
+fn short_hash(id: &str) -> u32 {
+    let mut h: u32 = 0x811c9dc5;
+    for b in id.to_ascii_lowercase().bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x01000193);
+    }
+    h
+}
+
+/// An interface name for a resource: `prefix` and 6 hex digits of its id (at most 15 bytes).
+fn port_name(prefix: &str, id: &str) -> String {
+    format!("{prefix}{:06x}", short_hash(id) & 0xff_ffff)
+}
+
+/// Host names the lab gives its own hosts; a node or firewall may not take one.
+const FIXED_HOSTS: [&str; 5] = ["internet", "fabric", "apiserver", "workstation", "outsider"];
+
 /// A veth pair between two hosts: `(host, interface)` on each end.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Link {
@@ -76,8 +108,8 @@ pub struct Plan {
     pub api_address: IpAddr,
     pub hosts: Vec<Host>,
     pub links: Vec<Link>,
-    /// The fabric's router leg (bridge) of each subnet, by subnet id (lowercase).
-    pub subnet_bridges: BTreeMap<String, String>,
+    /// The fabric's leg in each subnet of the cluster's vnet.
+    pub subnets: Vec<SubnetLeg>,
     /// Firewall name → host name, for the firewalls the lab runs.
     pub firewalls: BTreeMap<String, String>,
     /// The load balancer's outbound SNAT at the fabric: `(subnet prefixes, public address)`.
@@ -212,10 +244,26 @@ pub fn plan(world: &World, rg: &str, name: &str) -> Result<Plan, LabError> {
         };
 
     // One bridge per subnet, the subnet's first address as its gateway.
-    let mut subnet_bridges = BTreeMap::new();
+    let mut subnets: Vec<SubnetLeg> = Vec::new();
     let mut subnet_gw = BTreeMap::new();
-    for (j, s) in vnet.subnets.iter().enumerate() {
-        let br = format!("sn{j}");
+    for s in &vnet.subnets {
+        let br = port_name("sn", &s.id);
+        let h = short_hash(&s.id);
+        let leg = SubnetLeg {
+            id: s.id.to_ascii_lowercase(),
+            name: s.name.clone(),
+            bridge: br.clone(),
+            table: 10_000 + h % 1_000_000,
+            rule_priority: 1_000 + h % 30_000,
+        };
+        if let Some(other) = subnets.iter().find(|o| {
+            o.bridge == leg.bridge || o.table == leg.table || o.rule_priority == leg.rule_priority
+        }) {
+            return Err(LabError::Model(format!(
+                "subnets '{}' and '{}' hash to the same lab bridge or routing table; rename one of them",
+                other.name, s.name
+            )));
+        }
         let gw = s
             .address_prefix
             .nth(1)
@@ -224,7 +272,7 @@ pub fn plan(world: &World, rg: &str, name: &str) -> Result<Plan, LabError> {
             .addresses
             .push((br.clone(), with_len(gw, s.address_prefix)));
         fabric.bridges.insert(br.clone(), vec![]);
-        subnet_bridges.insert(s.id.to_ascii_lowercase(), br.clone());
+        subnets.push(leg);
         subnet_gw.insert(s.id.to_ascii_lowercase(), (br, gw, s.address_prefix));
     }
     let attach = |fabric: &mut Host,
@@ -252,14 +300,14 @@ pub fn plan(world: &World, rg: &str, name: &str) -> Result<Plan, LabError> {
     };
 
     // Nodes.
-    for (i, vm) in world.nodes_of(cluster).enumerate() {
+    for vm in world.nodes_of(cluster) {
         let mut n = host(&vm.name, Role::Node);
         let (gw, prefix) = attach(
             &mut fabric,
             &mut links,
             subnet_id,
             &vm.name,
-            format!("nd{i}"),
+            port_name("nd", &vm.id),
         )?;
         n.addresses
             .push(("eth0".into(), with_len(vm.private_ips, prefix)));
@@ -270,7 +318,7 @@ pub fn plan(world: &World, rg: &str, name: &str) -> Result<Plan, LabError> {
     // Firewalls with an ip-config in this vnet: a private leg in their subnet, a public leg on
     // the internet.
     let mut firewalls = BTreeMap::new();
-    for (k, fw) in world.firewalls.values().enumerate() {
+    for fw in world.firewalls.values() {
         let Some(cfg) = fw.ip_configurations.first() else {
             continue;
         };
@@ -290,7 +338,7 @@ pub fn plan(world: &World, rg: &str, name: &str) -> Result<Plan, LabError> {
             &mut links,
             &cfg.subnet.id,
             &fw.name,
-            format!("fw{k}"),
+            port_name("fw", &fw.id),
         )?;
         f.addresses
             .push(("eth0".into(), with_len(cfg.private_ip_address, prefix)));
@@ -305,7 +353,7 @@ pub fn plan(world: &World, rg: &str, name: &str) -> Result<Plan, LabError> {
             &mut links,
             &fw.name,
             "eth1",
-            format!("pfw{k}"),
+            port_name("pf", &fw.id),
         );
         firewalls.insert(fw.name.clone(), fw.name.clone());
         hosts.push(f);
@@ -364,6 +412,28 @@ pub fn plan(world: &World, rg: &str, name: &str) -> Result<Plan, LabError> {
         hosts.push(h);
     }
 
+    for h in hosts
+        .iter()
+        .filter(|h| matches!(h.role, Role::Node | Role::Firewall))
+    {
+        let clash = FIXED_HOSTS.iter().any(|f| f.eq_ignore_ascii_case(&h.name))
+            || hosts
+                .iter()
+                .filter(|o| o.name.eq_ignore_ascii_case(&h.name))
+                .count()
+                > 1;
+        if clash {
+            return Err(LabError::Model(format!(
+                "{} '{}' has the name of another lab host (the lab's own hosts are {}); rename it to run the lab",
+                match h.role {
+                    Role::Firewall => "firewall",
+                    _ => "node",
+                },
+                h.name,
+                FIXED_HOSTS.join(", ")
+            )));
+        }
+    }
     let mut all = vec![internet, fabric];
     all.extend(hosts);
     Ok(Plan {
@@ -372,7 +442,7 @@ pub fn plan(world: &World, rg: &str, name: &str) -> Result<Plan, LabError> {
         api_address: cluster.api_server_address,
         hosts: all,
         links,
-        subnet_bridges,
+        subnets,
         firewalls,
         lb_snat,
     })

@@ -100,3 +100,31 @@ pub fn build(plan: &Plan) -> Result<(), LabError> {
     }
     Ok(())
 }
+
+/// Removes what `old` had and `new` has not: hosts (their namespaces, and with them their links
+/// and rulesets) and the fabric's legs in subnets that are gone (bridge, routing table, rule).
+pub fn prune(old: &Plan, new: &Plan) -> Result<(), LabError> {
+    for h in old.hosts.iter().filter(|h| new.host(&h.name).is_none()) {
+        tracing::info!(host = %h.name, netns = %h.netns, "removing a host the model no longer has");
+        run("ip", &["netns", "del", &h.netns], None)?;
+    }
+    let Some(fabric) = new.host("fabric") else {
+        return Ok(());
+    };
+    for leg in old
+        .subnets
+        .iter()
+        .filter(|l| !new.subnets.iter().any(|n| n.id == l.id))
+    {
+        tracing::info!(subnet = %leg.name, "removing the fabric's leg in a subnet the model no longer has");
+        apiwall_kernel::remove_routes(&crate::controller::target(leg), Some(&fabric.netns))?;
+        if link_exists(&fabric.netns, &leg.bridge) {
+            run(
+                "ip",
+                &["-n", &fabric.netns, "link", "del", &leg.bridge],
+                None,
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -463,6 +463,46 @@ fn lab_runs_the_procedure_and_matches_the_analysis() {
         disagreements.join("\n")
     );
 
+    // What the model removes, the lab removes: a node scaled away, a firewall without ip-config.
+    env.ok(&[
+        "aks",
+        "create",
+        "-g",
+        "myResourceGroup",
+        "-n",
+        "myAKSCluster",
+        "--node-count",
+        "2",
+        "--force",
+    ]);
+    env.ok(&[
+        "network",
+        "firewall",
+        "ip-config",
+        "delete",
+        "-g",
+        MC,
+        "-f",
+        "myAzureFirewall",
+        "-n",
+        "myAzureFirewallIPConfig",
+        "--force",
+    ]);
+    env.ok(&["lab", "wait"]);
+    let left = netns_list();
+    assert!(
+        !left
+            .iter()
+            .any(|n| n == "awlab-aks-nodepool1-81643024-vmss000002"),
+        "{left:?}"
+    );
+    assert!(!left.iter().any(|n| n == FW_NETNS), "{left:?}");
+    assert!(
+        left.iter()
+            .any(|n| n == "awlab-aks-nodepool1-81643024-vmss000001"),
+        "{left:?}"
+    );
+
     // The authorized ranges also as an nftables set on the API host: a refused client no longer
     // reaches the gate at all, and an admitted one still does.
     env.ok(&["lab", "up", "--kernel-gate"]);

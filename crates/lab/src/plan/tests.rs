@@ -57,3 +57,35 @@ fn lb_snat_ruleset_is_valid_nft() {
     golden("fabric_lb_snat.nft", &text);
     apiwall_kernel::check_nft(&text, None).expect("nft -c accepts the fabric ruleset");
 }
+
+#[test]
+fn a_firewall_named_like_a_lab_host_is_refused() {
+    let mut world = WorldBuilder::new()
+        .procedure("myResourceGroup", "myAKSCluster", 3)
+        .build();
+    let fw = world.firewalls.values_mut().next().unwrap();
+    fw.name = "apiserver".into();
+    let err = plan(&world, "myResourceGroup", "myAKSCluster").unwrap_err();
+    assert!(err.to_string().contains("firewall 'apiserver'"), "{err}");
+}
+
+#[test]
+fn subnet_legs_do_not_move_when_another_subnet_comes() {
+    let world = WorldBuilder::new()
+        .procedure("myResourceGroup", "myAKSCluster", 3)
+        .build();
+    let before = plan(&world, "myResourceGroup", "myAKSCluster").unwrap();
+    let mut more = world.clone();
+    let vnet = more.vnets.values_mut().next().unwrap();
+    let mut extra = vnet.subnets[0].clone();
+    extra.name = "agw-subnet".into();
+    extra.id = extra.id.replace("aks-subnet", "agw-subnet");
+    extra.address_prefix = "10.50.0.0/16".parse().unwrap();
+    extra.route_table = None;
+    vnet.subnets.insert(0, extra);
+    let after = plan(&more, "myResourceGroup", "myAKSCluster").unwrap();
+    for leg in &before.subnets {
+        assert!(after.subnets.contains(leg), "{leg:?} moved");
+    }
+    assert_eq!(after.subnets.len(), before.subnets.len() + 1);
+}
