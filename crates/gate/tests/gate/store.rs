@@ -39,7 +39,7 @@ async fn gate_for_missing_cluster_admits_nothing_until_it_exists() {
             rg: "rg".into(),
             name: "cluster".into(),
             location: None,
-            node_count: 1,
+            node_count: Some(1),
             outbound_type: apiwall_model::resources::OutboundType::LoadBalancer,
             authorized_ranges: Some("127.0.0.10/32".parse().unwrap()),
         }),
