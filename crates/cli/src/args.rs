@@ -4,7 +4,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
 use apiwall_model::resources::{Action, NextHopType, OutboundType, Priority};
-use apiwall_model::{AddressEntry, AuthorizedRanges, Cidr, ParseError, PortEntry, Protocol};
+use apiwall_model::{
+    AddressEntry, AuthorizedRanges, Cidr, ParseError, PortEntry, PrivateRange, Protocol,
+};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// A list argument's word, which may hold several comma-separated entries.
@@ -467,8 +469,8 @@ pub enum FirewallCmd {
         id: RgName,
         /// CIDRs (or IANAPrivateRanges) never SNATed; 0.0.0.0/0 = never SNAT,
         /// 255.255.255.255/32 = always SNAT.
-        #[arg(long, num_args = 1..)]
-        private_ranges: Option<Vec<String>>,
+        #[arg(long, num_args = 1.., value_parser = List::<PrivateRange>::from_str)]
+        private_ranges: Option<Vec<List<PrivateRange>>>,
     },
     Delete(RgName),
     #[command(subcommand, name = "ip-config")]

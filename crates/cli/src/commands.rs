@@ -242,7 +242,7 @@ fn network_request(n: NetworkCmd) -> Request {
             FirewallCmd::List(rg) => Request::FirewallList(rg.resource_group),
             FirewallCmd::Update { id, private_ranges } => Request::FirewallUpdate {
                 firewall: named(id),
-                private_ranges,
+                private_ranges: private_ranges.map(|r| flatten(&r)),
             },
             FirewallCmd::Delete(id) => Request::FirewallDelete(named(id)),
             FirewallCmd::IpConfig(i) => match i {

@@ -235,8 +235,7 @@ fn run_apiserver(
 ) -> anyhow::Result<ExitCode> {
     let (world, _) = api.world()?;
     let c = world
-        .clusters
-        .get(&Key::new(rg, name))
+        .cluster(rg, name)
         .with_context(|| format!("cluster {rg}/{name} does not exist"))?;
     let certs = certs::ClusterCerts::ensure(
         &certs::cluster_dir(home, rg, name),
@@ -279,8 +278,7 @@ pub fn get_credentials(a: GetCredentials) -> ExitCode {
         let home = home()?;
         let (world, _) = api.world()?;
         let c = world
-            .clusters
-            .get(&Key::new(&a.resource_group, &a.name))
+            .cluster(&a.resource_group, &a.name)
             .context("the cluster vanished")?;
         let certs = certs::ClusterCerts::ensure(
             &certs::cluster_dir(&home, &a.resource_group, &a.name),

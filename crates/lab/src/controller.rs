@@ -106,10 +106,7 @@ pub fn apply(
     let api_host = plan
         .host("apiserver")
         .ok_or_else(|| LabError::Model("the plan has no API host".into()))?;
-    if let Some(cluster) = world.clusters.get(&apiwall_model::Key::new(
-        &plan.resource_group,
-        &plan.cluster,
-    )) {
+    if let Some(cluster) = world.cluster(&plan.resource_group, &plan.cluster) {
         let gate = ApiGate::for_cluster(world, cluster);
         let ns = &api_host.netns;
         note(if kernel_gate {

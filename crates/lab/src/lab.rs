@@ -242,10 +242,7 @@ pub fn up(
     }
     let (world, _) = api.world().map_err(|e| LabError::Io(e.to_string()))?;
     let plan = plan::plan(&world, rg, name)?;
-    let cluster = world
-        .clusters
-        .get(&apiwall_model::Key::new(rg, name))
-        .expect("planned");
+    let cluster = world.cluster(rg, name).expect("planned");
     crate::certs::ClusterCerts::ensure(
         &crate::certs::cluster_dir(home, rg, name),
         &cluster.fqdn,
@@ -484,11 +481,7 @@ pub fn matrix(api: &LocalApi<SqliteStore>, home: &Path) -> Result<Vec<MatrixRow>
     let (world, _) = api.world().map_err(|e| LabError::Io(e.to_string()))?;
     let plan = plan::plan(&world, &state.resource_group, &state.cluster)?;
     let cluster = world
-        .clusters
-        .get(&apiwall_model::Key::new(
-            &state.resource_group,
-            &state.cluster,
-        ))
+        .cluster(&state.resource_group, &state.cluster)
         .ok_or_else(|| {
             LabError::Model(format!(
                 "cluster {}/{} no longer exists",

@@ -200,14 +200,11 @@ fn gateway_of(net: Cidr) -> Result<IpAddr, LabError> {
 
 /// Plans the lab for cluster `rg/name`.
 pub fn plan(world: &World, rg: &str, name: &str) -> Result<Plan, LabError> {
-    let cluster: &ManagedCluster = world
-        .clusters
-        .get(&apiwall_model::Key::new(rg, name))
-        .ok_or_else(|| {
-            LabError::Model(format!(
-                "cluster {rg}/{name} does not exist; create it with: aks create -g {rg} -n {name}"
-            ))
-        })?;
+    let cluster: &ManagedCluster = world.cluster(rg, name).ok_or_else(|| {
+        LabError::Model(format!(
+            "cluster {rg}/{name} does not exist; create it with: aks create -g {rg} -n {name}"
+        ))
+    })?;
     let pool = world.settings.public_ip_pool;
     let api_pool = world.settings.api_server_pool;
     let hosts_net: Cidr = INTERNET_HOSTS.parse().expect("constant");

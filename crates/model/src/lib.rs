@@ -13,6 +13,6 @@ pub mod resources;
 pub mod world;
 
 pub use error::{ModelError, ParseError};
-pub use net::{AddressEntry, AuthorizedRanges, Cidr, PortEntry, Protocol};
+pub use net::{AddressEntry, AuthorizedRanges, Cidr, PortEntry, PrivateRange, Protocol};
 pub use resources::*;
 pub use world::{Key, Resource, Table, World};

@@ -316,6 +316,40 @@ pub fn split_list<'a>(words: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> 
         .collect()
 }
 
+/// One entry of a firewall's `--private-ranges`: a prefix never SNATed, or `IANAPrivateRanges`
+/// (RFC 1918 and RFC 6598).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrivateRange {
+    Iana,
+    Net(Cidr),
+}
+
+impl FromStr for PrivateRange {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        if s.trim().eq_ignore_ascii_case("IANAPrivateRanges") {
+            return Ok(PrivateRange::Iana);
+        }
+        s.parse().map(PrivateRange::Net).map_err(|e: ParseError| {
+            if s.contains('/') || s.parse::<IpAddr>().is_ok() {
+                e
+            } else {
+                ParseError::new("not a CIDR prefix or IANAPrivateRanges")
+            }
+        })
+    }
+}
+
+impl fmt::Display for PrivateRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PrivateRange::Iana => f.write_str("IANAPrivateRanges"),
+            PrivateRange::Net(c) => c.fmt(f),
+        }
+    }
+}
+
 /// The value of `--api-server-authorized-ip-ranges`: a comma-separated list of CIDRs or bare
 /// addresses, or `""`, which turns the restriction off.
 #[derive(Debug, Clone, PartialEq, Eq)]

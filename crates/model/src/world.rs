@@ -285,6 +285,11 @@ impl World {
         })
     }
 
+    /// The cluster `rg/name`.
+    pub fn cluster(&self, rg: &str, name: &str) -> Option<&ManagedCluster> {
+        self.clusters.get(&Key::new(rg, name))
+    }
+
     /// The vnet and subnet with the given subnet id.
     pub fn subnet_by_id(&self, id: &str) -> Option<(&VirtualNetwork, &Subnet)> {
         self.vnets.values().find_map(|v| {

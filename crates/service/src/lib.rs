@@ -65,6 +65,11 @@ impl<S: Store> LocalApi<S> {
     }
 }
 
+/// A resource as az prints it.
+pub(crate) fn to_value<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).expect("resources always serialize")
+}
+
 fn corrupt(e: CorruptRecord) -> ApiError {
     ApiError::Internal(e.to_string())
 }

@@ -6,16 +6,15 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use apiwall_model::Cidr;
 use apiwall_model::ids::{self, cluster_digits};
 use apiwall_model::name::{self, NameRule};
 use apiwall_model::resources::*;
 use apiwall_model::world::{Key, Resource, Table, World};
-use apiwall_model::{Cidr, ParseError};
-use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::request::*;
-use crate::{ApiError, Child, Named};
+use crate::{ApiError, Child, Named, to_value};
 
 /// The default pod CIDR of kubenet: one /24 per node.
 const POD_CIDR: &str = "10.244.0.0/16";
@@ -23,10 +22,6 @@ const MAX_NODES: u32 = 256;
 const DEFAULT_NODES: u32 = 3;
 const KUBERNETES_VERSION: &str = "1.30.5";
 const NODE_VM_SIZE: &str = "Standard_DS2_v2";
-
-fn to_value<T: Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).expect("resources always serialize")
-}
 
 fn check_name(rule: NameRule, field: &str, name: &str) -> Result<(), ApiError> {
     rule.check(field, name).map_err(ApiError::from)
@@ -130,7 +125,14 @@ pub(crate) fn apply(w: &mut World, request: Request) -> Result<Value, ApiError> 
         VnetDelete(n) => delete::<VirtualNetwork>(w, |w| &mut w.vnets, &n)?,
         SubnetCreate(s) => subnet_put(w, s, true)?,
         SubnetUpdate(s) => subnet_put(w, s, false)?,
-        SubnetDelete(c) => subnet_delete(w, &c)?,
+        SubnetDelete(c) => delete_child(
+            w,
+            |w| &mut w.vnets,
+            |v| &mut v.subnets,
+            |s| &s.name,
+            "Microsoft.Network/virtualNetworks/subnets",
+            &c,
+        )?,
         PublicIpCreate { ip, location, sku } => {
             public_ip_create(w, &ip, location.as_deref(), &sku)?
         }
@@ -144,7 +146,14 @@ pub(crate) fn apply(w: &mut World, request: Request) -> Result<Value, ApiError> 
         } => firewall_update(w, &firewall, private_ranges)?,
         FirewallDelete(n) => delete::<Firewall>(w, |w| &mut w.firewalls, &n)?,
         IpConfigCreate(c) => ip_config_create(w, c)?,
-        IpConfigDelete(c) => ip_config_delete(w, &c)?,
+        IpConfigDelete(c) => delete_child(
+            w,
+            |w| &mut w.firewalls,
+            |f| &mut f.ip_configurations,
+            |i| &i.name,
+            "Microsoft.Network/azureFirewalls/azureFirewallIpConfigurations",
+            &c,
+        )?,
         NetworkRuleCreate(r) => network_rule_create(w, r)?,
         NetworkRuleDelete {
             rg,
@@ -152,7 +161,14 @@ pub(crate) fn apply(w: &mut World, request: Request) -> Result<Value, ApiError> 
             collection,
             name,
         } => network_rule_delete(w, &rg, &firewall, &collection, &name)?,
-        CollectionDelete(c) => collection_delete(w, &c)?,
+        CollectionDelete(c) => delete_child(
+            w,
+            |w| &mut w.firewalls,
+            |f| &mut f.network_rule_collections,
+            |x| &x.name,
+            "Microsoft.Network/azureFirewalls/networkRuleCollections",
+            &c,
+        )?,
         RouteTableCreate {
             table,
             location,
@@ -166,7 +182,14 @@ pub(crate) fn apply(w: &mut World, request: Request) -> Result<Value, ApiError> 
         RouteTableDelete(n) => delete::<RouteTable>(w, |w| &mut w.route_tables, &n)?,
         RouteCreate(r) => route_put(w, r, true)?,
         RouteUpdate(r) => route_put(w, r, false)?,
-        RouteDelete(c) => route_delete(w, &c)?,
+        RouteDelete(c) => delete_child(
+            w,
+            |w| &mut w.route_tables,
+            |t| &mut t.routes,
+            |r| &r.name,
+            "Microsoft.Network/routeTables/routes",
+            &c,
+        )?,
         FeatureRegister { namespace, name } => feature_register(w, &namespace, &name),
         ProviderRegister(ns) => {
             let p = provider(&ns, "Registered");
@@ -269,6 +292,26 @@ fn configure(w: &mut World, public: Option<Cidr>, api: Option<Cidr>) -> Result<V
     w.settings.public_ip_pool = new_public;
     w.settings.api_server_pool = new_api;
     Ok(to_value(&w.settings))
+}
+
+/// Deletes the child `c.name` from the list that `children` picks out of parent `c.parent`.
+fn delete_child<T: Resource, C>(
+    w: &mut World,
+    table: impl Fn(&mut World) -> &mut Table<T>,
+    children: impl Fn(&mut T) -> &mut Vec<C>,
+    name_of: impl Fn(&C) -> &str,
+    child_type: &str,
+    c: &Child,
+) -> Result<Value, ApiError> {
+    group(w, &c.rg)?;
+    let parent = get_mut(table(w), &c.rg, &c.parent)?;
+    let list = children(parent);
+    let before = list.len();
+    list.retain(|x| !name_of(x).eq_ignore_ascii_case(&c.name));
+    if list.len() == before {
+        return Err(child_not_found(child_type, &c.parent, &c.name, &c.rg));
+    }
+    Ok(Value::Null)
 }
 
 fn delete<T: Resource>(
@@ -878,23 +921,6 @@ fn subnet_put(w: &mut World, s: SubnetSpec, create: bool) -> Result<Value, ApiEr
     Ok(to_value(&subnet))
 }
 
-fn subnet_delete(w: &mut World, c: &Child) -> Result<Value, ApiError> {
-    must_exist(w, &w.vnets, &c.rg, &c.parent)?;
-    let vnet = get_mut(&mut w.vnets, &c.rg, &c.parent)?;
-    let before = vnet.subnets.len();
-    vnet.subnets
-        .retain(|s| !s.name.eq_ignore_ascii_case(&c.name));
-    if vnet.subnets.len() == before {
-        return Err(child_not_found(
-            "Microsoft.Network/virtualNetworks/subnets",
-            &c.parent,
-            &c.name,
-            &c.rg,
-        ));
-    }
-    Ok(Value::Null)
-}
-
 // === Public IPs ===
 
 fn new_public_ip(
@@ -990,22 +1016,12 @@ fn firewall_create(w: &mut World, n: &Named, location: Option<&str>) -> Result<V
 fn firewall_update(
     w: &mut World,
     n: &Named,
-    private_ranges: Option<Vec<String>>,
+    private_ranges: Option<Vec<apiwall_model::PrivateRange>>,
 ) -> Result<Value, ApiError> {
     group(w, &n.rg)?;
     let fw = get_mut(&mut w.firewalls, &n.rg, &n.name)?;
     if let Some(ranges) = private_ranges {
-        let mut canon = Vec::new();
-        for r in apiwall_model::net::split_list(ranges.iter().map(String::as_str)) {
-            if r.eq_ignore_ascii_case("IANAPrivateRanges") {
-                canon.push("IANAPrivateRanges".to_string());
-            } else {
-                let c: Cidr = r
-                    .parse()
-                    .map_err(|e: ParseError| ApiError::parse("--private-ranges", r, e))?;
-                canon.push(c.to_string());
-            }
-        }
+        let canon: Vec<String> = ranges.iter().map(ToString::to_string).collect();
         if canon.is_empty() {
             fw.additional_properties.remove(SNAT_PRIVATE_RANGES);
         } else {
@@ -1093,23 +1109,6 @@ fn ip_config_create(w: &mut World, c: IpConfigCreate) -> Result<Value, ApiError>
     };
     fw.ip_configurations = vec![cfg.clone()];
     Ok(to_value(&cfg))
-}
-
-fn ip_config_delete(w: &mut World, c: &Child) -> Result<Value, ApiError> {
-    must_exist(w, &w.firewalls, &c.rg, &c.parent)?;
-    let fw = get_mut(&mut w.firewalls, &c.rg, &c.parent)?;
-    let before = fw.ip_configurations.len();
-    fw.ip_configurations
-        .retain(|i| !i.name.eq_ignore_ascii_case(&c.name));
-    if fw.ip_configurations.len() == before {
-        return Err(child_not_found(
-            "Microsoft.Network/azureFirewalls/azureFirewallIpConfigurations",
-            &c.parent,
-            &c.name,
-            &c.rg,
-        ));
-    }
-    Ok(Value::Null)
 }
 
 fn network_rule_create(w: &mut World, r: NetworkRuleCreate) -> Result<Value, ApiError> {
@@ -1247,23 +1246,6 @@ fn network_rule_delete(
     Ok(Value::Null)
 }
 
-fn collection_delete(w: &mut World, c: &Child) -> Result<Value, ApiError> {
-    must_exist(w, &w.firewalls, &c.rg, &c.parent)?;
-    let fw = get_mut(&mut w.firewalls, &c.rg, &c.parent)?;
-    let before = fw.network_rule_collections.len();
-    fw.network_rule_collections
-        .retain(|x| !x.name.eq_ignore_ascii_case(&c.name));
-    if fw.network_rule_collections.len() == before {
-        return Err(child_not_found(
-            "Microsoft.Network/azureFirewalls/networkRuleCollections",
-            &c.parent,
-            &c.name,
-            &c.rg,
-        ));
-    }
-    Ok(Value::Null)
-}
-
 // === Route tables ===
 
 fn route_table_create(
@@ -1382,22 +1364,6 @@ fn route_put(w: &mut World, r: RouteSpec, create: bool) -> Result<Value, ApiErro
         None => table.routes.push(route.clone()),
     }
     Ok(to_value(&route))
-}
-
-fn route_delete(w: &mut World, c: &Child) -> Result<Value, ApiError> {
-    must_exist(w, &w.route_tables, &c.rg, &c.parent)?;
-    let t = get_mut(&mut w.route_tables, &c.rg, &c.parent)?;
-    let before = t.routes.len();
-    t.routes.retain(|r| !r.name.eq_ignore_ascii_case(&c.name));
-    if t.routes.len() == before {
-        return Err(child_not_found(
-            "Microsoft.Network/routeTables/routes",
-            &c.parent,
-            &c.name,
-            &c.rg,
-        ));
-    }
-    Ok(Value::Null)
 }
 
 // === Features ===

@@ -7,7 +7,7 @@ use apiwall_store::Store;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{ApiError, Child, Named, Request};
+use crate::{ApiError, Child, Named, Request, to_value};
 
 fn parse<T: Resource>(r: &Record) -> Result<T, ApiError> {
     serde_json::from_str(&r.body).map_err(|e| {
@@ -21,10 +21,6 @@ fn parse<T: Resource>(r: &Record) -> Result<T, ApiError> {
 fn raw(r: &Record) -> Result<Value, ApiError> {
     serde_json::from_str(&r.body)
         .map_err(|e| ApiError::Internal(format!("stored {} is corrupt: {e}", r.kind)))
-}
-
-fn to_value<T: Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).expect("resources always serialize")
 }
 
 fn group_must_exist(store: &impl Store, rg: &str) -> Result<(), ApiError> {

@@ -4,7 +4,7 @@
 use apiwall_model::resources::{Action, NextHopType, OutboundType, Priority};
 use std::net::IpAddr;
 
-use apiwall_model::{AddressEntry, AuthorizedRanges, Cidr, PortEntry, Protocol};
+use apiwall_model::{AddressEntry, AuthorizedRanges, Cidr, PortEntry, PrivateRange, Protocol};
 
 /// A resource group and a name: what `-g RG -n NAME` gives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,7 +169,7 @@ pub enum Request {
     FirewallList(Option<String>),
     FirewallUpdate {
         firewall: Named,
-        private_ranges: Option<Vec<String>>,
+        private_ranges: Option<Vec<PrivateRange>>,
     },
     FirewallDelete(Named),
     IpConfigCreate(IpConfigCreate),

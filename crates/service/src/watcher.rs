@@ -60,6 +60,13 @@ pub(crate) fn run(w: &World, request: Request) -> Result<Value, ApiError> {
 }
 
 fn ip_flow(w: &World, policy: &Policy, f: IpFlowSpec) -> Result<Value, ApiError> {
+    if f.protocol == Protocol::Any {
+        return Err(ApiError::invalid(
+            "--protocol",
+            "Any",
+            "a flow has one protocol; use TCP, UDP or ICMP",
+        ));
+    }
     let vm = vm(w, &f.rg, &f.vm)?;
     check_own_ip(vm, "--local", f.local.0)?;
     let flow = match f.direction {

@@ -224,8 +224,8 @@ fn bad_input_is_refused_and_changes_nothing() {
         ),
         (
             words("network firewall update -g $MC -n myAzureFirewall --private-ranges 10.0.0.1/8"),
-            1,
-            &["--private-ranges '10.0.0.1/8'", "use 10.0.0.0/8"],
+            2,
+            &["--private-ranges", "'10.0.0.1/8'", "use 10.0.0.0/8"],
         ),
         (
             words("network firewall show -g $MC -n nosuchfirewall"),
@@ -249,6 +249,13 @@ fn bad_input_is_refused_and_changes_nothing() {
             words("aks get-credentials -g myResourceGroup -n nosuchcluster --file -"),
             3,
             &["nosuchcluster", "was not found"],
+        ),
+        (
+            words(
+                "network watcher test-ip-flow -g $MC --vm aks-nodepool1-81643024-vmss000000 --direction Outbound --protocol Any --local 10.240.0.4:5000 --remote 198.51.100.1:443",
+            ),
+            1,
+            &["--protocol 'Any'", "one protocol"],
         ),
         (
             words("configure --public-ip-pool 192.0.2.0/24"),
