@@ -32,7 +32,7 @@
 //! ports, as the userspace classifier does; `Any` is TCP and UDP with the ports plus ICMP, or
 //! every protocol when the ports are `*`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -242,10 +242,417 @@ fn ordered(
 
 /// Compiles one firewall to its nftables table. Pure.
 pub fn render(spec: &FirewallSpec, opts: &RenderOptions) -> Ruleset {
-    let mut sets = Sets::default();
+    match opts.mode {
+        Mode::Sets => render_dispatch(spec, opts),
+        Mode::Naive => render_naive(spec, opts),
+    }
+}
+
+/// Address and port lists of two or more entries are named interval sets, one per distinct list,
+/// up to this many sets. Beyond it, a list used by one rule only with at most [`EXPAND_MAX`]
+/// entries becomes one nft rule per entry instead: the kernel finds sets by name in a list, so
+/// ten thousand sets make a load quadratic (seconds), while a few more rules cost little.
+const SET_BUDGET: usize = 512;
+const EXPAND_MAX: usize = 4;
+/// A run of fewer destination-specific rules than this stays linear (a map is not worth it).
+const MIN_SEGMENT: usize = 4;
+
+/// One firewall rule, ready for the dispatch renderer.
+struct Compiled {
+    comment: String,
+    verdict: &'static str,
+    src: Addresses,
+    dst: Addresses,
+    groups: Vec<L4>,
+    ports: Vec<String>,
+}
+
+impl Compiled {
+    /// Whether the rule can match packets of family `f`.
+    fn applies(&self, f: Family) -> bool {
+        (self.src.any || !self.src.family(f).is_empty())
+            && (self.dst.any || !self.dst.family(f).is_empty())
+    }
+}
+
+/// The operands of one side of a rule: one entry per nft rule it expands to (`None`: no match).
+fn operands(
+    sets: &mut Sets,
+    shared: &HashMap<(&'static str, Vec<String>), usize>,
+    expand: bool,
+    ty: &'static str,
+    name: &str,
+    elems: Option<Vec<String>>,
+) -> Vec<Option<String>> {
+    let Some(elems) = elems else {
+        return vec![None];
+    };
+    if elems.len() == 1 {
+        return vec![Some(elems[0].clone())];
+    }
+    let uses = shared.get(&(ty, elems.clone())).copied().unwrap_or(0);
+    if !expand || elems.len() > EXPAND_MAX || uses > 1 {
+        vec![Some(sets.named(name, ty, elems))]
+    } else {
+        elems.into_iter().map(Some).collect()
+    }
+}
+
+/// The dispatch renderer's state: named sets, bucket chains, and how often each list is used.
+struct Dispatch {
+    sets: Sets,
+    shared: HashMap<(&'static str, Vec<String>), usize>,
+    /// Whether single-use short lists expand to one rule per entry ([`SET_BUDGET`]).
+    expand: bool,
+    /// `chain NAME {…}` texts of buckets and maps.
+    chains: String,
+    maps: String,
+    /// Bucket chains by their rule list.
+    buckets: HashMap<Vec<usize>, String>,
+    nft_rules: usize,
+}
+
+impl Dispatch {
+    /// The nft rules of rule `i` for family `f`, matched on the connection's original tuple;
+    /// `with_dst: false` inside a bucket, whose map already matched the destination.
+    fn lines(&mut self, rules: &[Compiled], i: usize, f: Family, with_dst: bool) -> String {
+        let r = &rules[i];
+        let k = f.keyword();
+        let side =
+            |a: &Addresses| (!a.any).then(|| a.family(f).iter().map(|&x| f.element(x)).collect());
+        let srcs = operands(
+            &mut self.sets,
+            &self.shared,
+            self.expand,
+            f.set_type(),
+            &format!("r{i}_src{}", f.suffix()),
+            side(&r.src),
+        );
+        let dsts = if with_dst {
+            operands(
+                &mut self.sets,
+                &self.shared,
+                self.expand,
+                f.set_type(),
+                &format!("r{i}_dst{}", f.suffix()),
+                side(&r.dst),
+            )
+        } else {
+            vec![None]
+        };
+        let mut out = String::new();
+        for g in &r.groups {
+            let ports = if g.ported {
+                operands(
+                    &mut self.sets,
+                    &self.shared,
+                    self.expand,
+                    "inet_service",
+                    &format!("r{i}_ports"),
+                    Some(r.ports.clone()),
+                )
+            } else {
+                vec![None]
+            };
+            for s in &srcs {
+                for d in &dsts {
+                    for p in &ports {
+                        let mut parts = Vec::with_capacity(6);
+                        if let Some(s) = s {
+                            parts.push(format!("ct original {k} saddr {s}"));
+                        }
+                        if let Some(d) = d {
+                            parts.push(format!("ct original {k} daddr {d}"));
+                        }
+                        parts.extend(l4_match(&g.protos));
+                        if let Some(p) = p {
+                            parts.push(format!("ct original proto-dst {p}"));
+                        }
+                        parts.push(r.verdict.to_string());
+                        parts.push(format!("comment \"{}\"", r.comment));
+                        let _ = writeln!(out, "\t\t{}", parts.join(" "));
+                        self.nft_rules += 1;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The text of a segment of destination-specific rules for family `f`: linear when short,
+    /// else one interval map from destination to the chain of the rules that cover it.
+    fn segment(&mut self, rules: &[Compiled], seg: &Segment, f: Family) -> String {
+        if seg.rules.len() < MIN_SEGMENT {
+            return seg
+                .rules
+                .iter()
+                .map(|&i| self.lines(rules, i, f, true))
+                .collect();
+        }
+        let mut elems = Vec::with_capacity(seg.map.len());
+        for (&lo, (hi, list)) in &seg.map {
+            let chain = match self.buckets.get(list) {
+                Some(c) => c.clone(),
+                None => {
+                    let name = format!("bucket{}_{}", f.suffix(), self.buckets.len());
+                    let body: String = list
+                        .iter()
+                        .map(|&i| self.lines(rules, i, f, false))
+                        .collect();
+                    let _ = write!(self.chains, "\tchain {name} {{\n{body}\t}}\n");
+                    self.buckets.insert(list.clone(), name.clone());
+                    name
+                }
+            };
+            elems.push(format!("{} : jump {chain}", f.element((lo, *hi))));
+        }
+        let name = format!("dst{}_{}", f.suffix(), seg.first);
+        let _ = write!(
+            self.maps,
+            "\tmap {name} {{\n\t\ttype {} : verdict\n\t\tflags interval\n\t\telements = {{ {} }}\n\t}}\n",
+            f.set_type(),
+            elems.join(", ")
+        );
+        self.nft_rules += 1;
+        format!("\t\tct original {} daddr vmap @{name}\n", f.keyword())
+    }
+}
+
+/// A run of consecutive rules with specific destinations, as disjoint destination intervals,
+/// each with the rules (in order) whose destinations cover it.
+#[derive(Default)]
+struct Segment {
+    first: usize,
+    rules: Vec<usize>,
+    /// `lo → (hi, rules)`, disjoint.
+    map: BTreeMap<u128, (u128, Vec<usize>)>,
+    copies: usize,
+}
+
+impl Segment {
+    /// Splits the interval holding `at` (if any) so that one starts at `at`.
+    fn split(&mut self, at: u128) {
+        let Some((&lo, (hi, list))) = self.map.range(..at).next_back() else {
+            return;
+        };
+        if *hi >= at {
+            let (hi, list) = (*hi, list.clone());
+            self.map.insert(lo, (at - 1, list.clone()));
+            self.map.insert(at, (hi, list));
+        }
+    }
+
+    /// How many intervals `[lo, hi]` overlaps.
+    fn overlapping(&self, lo: u128, hi: u128) -> usize {
+        let before = self
+            .map
+            .range(..lo)
+            .next_back()
+            .is_some_and(|(_, (h, _))| *h >= lo);
+        self.map.range(lo..=hi).count() + usize::from(before)
+    }
+
+    /// Adds rule `i` with destination intervals `dst`, unless that would copy rules into too
+    /// many intervals (nested or crossing ranges); then the caller starts a new segment.
+    fn add(&mut self, i: usize, dst: &[(u128, u128)]) -> bool {
+        let extra: usize = dst
+            .iter()
+            .map(|&(lo, hi)| self.overlapping(lo, hi) + 1)
+            .sum();
+        if !self.rules.is_empty() && self.copies + extra > 4 * (self.rules.len() + 1) + 64 {
+            return false;
+        }
+        if self.rules.is_empty() {
+            self.first = i;
+        }
+        for &(lo, hi) in dst {
+            self.split(lo);
+            if let Some(next) = hi.checked_add(1) {
+                self.split(next);
+            }
+            // Existing intervals inside [lo, hi] get the rule; the gaps become new intervals.
+            let inside: Vec<(u128, u128)> = self
+                .map
+                .range(lo..=hi)
+                .map(|(&l, (h, _))| (l, *h))
+                .collect();
+            let mut at = Some(lo);
+            for (l, h) in inside {
+                if let Some(a) = at {
+                    if a < l {
+                        self.map.insert(a, (l - 1, vec![i]));
+                    }
+                }
+                self.map.get_mut(&l).expect("present").1.push(i);
+                at = h.checked_add(1);
+            }
+            if let Some(a) = at {
+                if a <= hi {
+                    self.map.insert(a, (hi, vec![i]));
+                }
+            }
+        }
+        self.copies += extra;
+        self.rules.push(i);
+        true
+    }
+}
+
+/// Connections are classified by their original tuple (`ct original …`), so one chain serves
+/// both directions. Per family, each run of rules with specific destinations becomes one
+/// interval map from the destination to a bucket chain holding, in order, only the rules of
+/// that run that cover it; rules with any destination stay linear between the maps. A packet
+/// falls through a bucket (or a map miss) to the next item, so the first matching rule still
+/// decides.
+fn render_dispatch(spec: &FirewallSpec, opts: &RenderOptions) -> Ruleset {
+    let ordered_rules = ordered(&spec.collections);
+    let rules: Vec<Compiled> = ordered_rules
+        .iter()
+        .map(|(col, rule)| {
+            let port_list = ports(&rule.destination_ports);
+            Compiled {
+                comment: quote(&format!("{}/{}", col.name, rule.name), COMMENT_MAX),
+                verdict: match col.action.kind {
+                    Action::Allow => "counter ct mark set @GENERATION@ accept",
+                    Action::Deny => "counter drop",
+                },
+                src: Addresses::from_entries(&rule.source_addresses),
+                dst: Addresses::from_entries(&rule.destination_addresses),
+                groups: l4_groups(&rule.protocols, port_list.is_none()),
+                ports: port_list
+                    .iter()
+                    .flatten()
+                    .map(|&p| port_element(p))
+                    .collect(),
+            }
+        })
+        .collect();
+
+    // How many rules use each list: a list used by several becomes one shared set.
+    let mut shared: HashMap<(&'static str, Vec<String>), usize> = HashMap::new();
+    for r in &rules {
+        for f in Family::BOTH {
+            for a in [&r.src, &r.dst] {
+                if !a.any && a.family(f).len() > 1 {
+                    let e = a.family(f).iter().map(|&x| f.element(x)).collect();
+                    *shared.entry((f.set_type(), e)).or_default() += 1;
+                }
+            }
+        }
+        if r.ports.len() > 1 && r.groups.iter().any(|g| g.ported) {
+            *shared.entry(("inet_service", r.ports.clone())).or_default() += 1;
+        }
+    }
+    let mut d = Dispatch {
+        sets: Sets::default(),
+        expand: shared.len() > SET_BUDGET,
+        shared,
+        chains: String::new(),
+        maps: String::new(),
+        buckets: HashMap::new(),
+        nft_rules: 0,
+    };
+
+    let mut family_chains = String::new();
+    let mut jumps = String::new();
+    for f in Family::BOTH {
+        let mut body = String::new();
+        let mut seg = Segment::default();
+        for (i, r) in rules.iter().enumerate() {
+            if !r.applies(f) {
+                continue;
+            }
+            if r.dst.any {
+                let s = std::mem::take(&mut seg);
+                body.push_str(&d.segment(&rules, &s, f));
+                body.push_str(&d.lines(&rules, i, f, true));
+                continue;
+            }
+            if !seg.add(i, r.dst.family(f)) {
+                let s = std::mem::take(&mut seg);
+                body.push_str(&d.segment(&rules, &s, f));
+                assert!(
+                    seg.add(i, r.dst.family(f)),
+                    "an empty segment takes any rule"
+                );
+            }
+        }
+        body.push_str(&d.segment(&rules, &seg, f));
+        if body.is_empty() {
+            continue;
+        }
+        let chain = format!("classify_{}", f.keyword());
+        let _ = write!(family_chains, "\tchain {chain} {{\n{body}\t}}\n");
+        let _ = writeln!(jumps, "\t\tmeta nfproto {} jump {chain}", nfproto(f));
+        d.nft_rules += 1;
+    }
+
+    let table = &spec.table;
+    let mut def = String::new();
+    let _ = writeln!(def, "table {FAMILY} {table} {{");
+    def.push_str(&d.sets.into_text());
+    def.push_str(&d.maps);
+    let name = quote(&spec.name, 80);
+    let rate = opts.log_per_second.max(1);
+    let _ = write!(
+        def,
+        "\tchain forward {{\n\
+         \t\ttype filter hook forward priority filter; policy drop;\n\
+         \t\tct state established,related ct mark {GEN} accept comment \"admitted by this policy, and replies\"\n\
+         \t\tct state new,established,related jump classify\n\
+         \t\tlimit rate {rate}/second burst {burst} packets log prefix \"apiwall {name} deny: \" level info\n\
+         \t\tcounter drop comment \"default deny\"\n\
+         \t}}\n\
+         \tchain classify {{\n{jumps}\t}}\n\
+         {family_chains}{chains}",
+        burst = rate * 2,
+        chains = d.chains,
+    );
+    def.push_str(&snat_chain(spec));
+    def.push_str("}\n");
+    finish(
+        spec,
+        def,
+        ordered_rules.len(),
+        d.nft_rules,
+        "sets: destination maps to bucket chains, by the connection's original tuple",
+    )
+}
+
+/// Stamps the generation (a hash of the text) and writes the header.
+fn finish(spec: &FirewallSpec, def: String, rules: usize, nft_rules: usize, mode: &str) -> Ruleset {
+    let generation = match fnv1a(&def) {
+        0 => 1,
+        g => g,
+    };
+    let def = def.replace(GEN, &format!("0x{generation:08x}"));
+    let addr = |a: Option<IpAddr>| a.map_or("none".to_string(), |a| a.to_string());
+    Ruleset {
+        table: spec.table.clone(),
+        definition: def,
+        header: vec![
+            format!(
+                "apiwall firewall {}: collections {}, rules {rules}, nft rules {nft_rules} ({mode})",
+                spec.name,
+                spec.collections.len(),
+            ),
+            format!(
+                "private IP {}, public IP {}",
+                addr(spec.private_ip),
+                addr(spec.public_ip)
+            ),
+            format!("generation 0x{generation:08x} (the ct mark of admitted flows)"),
+        ],
+        generation: Some(generation),
+    }
+}
+
+/// The baseline: one nft rule per protocol × source × destination × port entry, matched on
+/// the packet (mirrored in `classify_reply`), scanned linearly.
+fn render_naive(spec: &FirewallSpec, opts: &RenderOptions) -> Ruleset {
     let mut lines: Vec<(Line, &'static str, String)> = Vec::new();
     let rules = ordered(&spec.collections);
-    for (i, (col, rule)) in rules.iter().enumerate() {
+    for (col, rule) in &rules {
         let comment = quote(&format!("{}/{}", col.name, rule.name), COMMENT_MAX);
         let verdict = match col.action.kind {
             Action::Allow => "counter ct mark set @GENERATION@ accept",
@@ -278,68 +685,32 @@ pub fn render(spec: &FirewallSpec, opts: &RenderOptions) -> Ruleset {
             .map(|&p| port_element(p))
             .collect();
         for fam in families {
-            match opts.mode {
-                Mode::Sets => {
-                    let mut operand = |a: &Addresses, what: &str| -> Option<String> {
-                        let f = fam?;
-                        if a.any {
-                            return None;
-                        }
-                        let elems = a.family(f).iter().map(|&x| f.element(x)).collect();
-                        Some(sets.operand(
-                            &format!("r{i}_{what}{}", f.suffix()),
-                            f.set_type(),
-                            elems,
-                        ))
-                    };
-                    let s = operand(&src, "src");
-                    let d = operand(&dst, "dst");
+            for s in side(&src, fam) {
+                for d in side(&dst, fam) {
                     for g in &groups {
-                        let p = g.ported.then(|| {
-                            sets.operand(&format!("r{i}_ports"), "inet_service", port_elems.clone())
-                        });
-                        lines.push((
-                            Line {
-                                family: fam,
-                                src: s.clone(),
-                                dst: d.clone(),
-                                l4: l4_match(&g.protos),
-                                ports: p,
-                            },
-                            verdict,
-                            comment.clone(),
-                        ));
-                    }
-                }
-                Mode::Naive => {
-                    for s in side(&src, fam) {
-                        for d in side(&dst, fam) {
-                            for g in &groups {
-                                let protos: Vec<Vec<&str>> = if g.protos.is_empty() {
-                                    vec![vec![]]
-                                } else {
-                                    g.protos.iter().map(|p| vec![*p]).collect()
-                                };
-                                let ps: Vec<Option<String>> = if g.ported {
-                                    port_elems.iter().cloned().map(Some).collect()
-                                } else {
-                                    vec![None]
-                                };
-                                for proto in &protos {
-                                    for p in &ps {
-                                        lines.push((
-                                            Line {
-                                                family: fam,
-                                                src: s.clone(),
-                                                dst: d.clone(),
-                                                l4: l4_match(proto),
-                                                ports: p.clone(),
-                                            },
-                                            verdict,
-                                            comment.clone(),
-                                        ));
-                                    }
-                                }
+                        let protos: Vec<Vec<&str>> = if g.protos.is_empty() {
+                            vec![vec![]]
+                        } else {
+                            g.protos.iter().map(|p| vec![*p]).collect()
+                        };
+                        let ps: Vec<Option<String>> = if g.ported {
+                            port_elems.iter().cloned().map(Some).collect()
+                        } else {
+                            vec![None]
+                        };
+                        for proto in &protos {
+                            for p in &ps {
+                                lines.push((
+                                    Line {
+                                        family: fam,
+                                        src: s.clone(),
+                                        dst: d.clone(),
+                                        l4: l4_match(proto),
+                                        ports: p.clone(),
+                                    },
+                                    verdict,
+                                    comment.clone(),
+                                ));
                             }
                         }
                     }
@@ -358,7 +729,6 @@ pub fn render(spec: &FirewallSpec, opts: &RenderOptions) -> Ruleset {
     let table = &spec.table;
     let mut def = String::new();
     let _ = writeln!(def, "table {FAMILY} {table} {{");
-    def.push_str(&sets.into_text());
     let name = quote(&spec.name, 80);
     let rate = opts.log_per_second.max(1);
     let _ = write!(
@@ -378,37 +748,13 @@ pub fn render(spec: &FirewallSpec, opts: &RenderOptions) -> Ruleset {
     def.push_str(&snat_chain(spec));
     def.push_str("}\n");
 
-    let generation = match fnv1a(&def) {
-        0 => 1,
-        g => g,
-    };
-    let def = def.replace(GEN, &format!("0x{generation:08x}"));
-
-    let mode = match opts.mode {
-        Mode::Sets => "sets",
-        Mode::Naive => "naive: one nft rule per entry, no sets",
-    };
-    let addr = |a: Option<IpAddr>| a.map_or("none".to_string(), |a| a.to_string());
-    Ruleset {
-        table: table.clone(),
-        definition: def,
-        header: vec![
-            format!(
-                "apiwall firewall {}: collections {}, rules {}, nft rules {} ({mode})",
-                spec.name,
-                spec.collections.len(),
-                rules.len(),
-                lines.len()
-            ),
-            format!(
-                "private IP {}, public IP {}",
-                addr(spec.private_ip),
-                addr(spec.public_ip)
-            ),
-            format!("generation 0x{generation:08x} (the ct mark of admitted flows)"),
-        ],
-        generation: Some(generation),
-    }
+    finish(
+        spec,
+        def,
+        rules.len(),
+        lines.len(),
+        "naive: one nft rule per entry, no sets",
+    )
 }
 
 /// The nat chain: SNAT to the public IP unless the destination is private.

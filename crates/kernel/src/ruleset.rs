@@ -108,15 +108,6 @@ pub(crate) struct Sets {
 }
 
 impl Sets {
-    /// A match operand for `elements`: the bare element when there is one, else `@name` of an
-    /// interval set holding them (reusing an identical set).
-    pub fn operand(&mut self, name: &str, ty: &str, elements: Vec<String>) -> String {
-        if elements.len() == 1 {
-            return elements.into_iter().next().expect("one element");
-        }
-        self.named(name, ty, elements)
-    }
-
     /// `@name` of an interval set holding `elements`, even a single one (an identical set is
     /// reused).
     pub fn named(&mut self, name: &str, ty: &str, elements: Vec<String>) -> String {

@@ -256,10 +256,10 @@ fn apply_list_counters_reapply_and_remove() {
     let r = render(&spec(&w), &RenderOptions::default());
     apply_ruleset(&r, Some(ns.name())).unwrap();
     let listed = list_table(r.table(), Some(ns.name())).unwrap();
-    assert!(listed.contains("chain classify_reply"), "{listed}");
+    assert!(listed.contains("chain classify_ip"), "{listed}");
     assert!(listed.contains(&format!("0x{:08x}", r.generation().unwrap())));
     let c = rule_counters(r.table(), Some(ns.name())).unwrap();
-    // The same rule is in classify and classify_reply.
+    // The same rule is in the IPv4 and the IPv6 chain.
     let rule = &c["myAzureFirewallCollection/AllowTCPOutbound"];
     assert_eq!((rule.rules, rule.packets), (2, 0));
     assert!(c.contains_key("default deny"));
@@ -572,7 +572,7 @@ fn rules_strategy() -> impl Strategy<Value = Vec<(u32, bool, Vec<RuleShape>)>> {
         (
             prop_oneof![Just(100u32), Just(200), Just(300)],
             any::<bool>(),
-            proptest::collection::vec(rule, 1..=3),
+            proptest::collection::vec(rule, 1..=6),
         ),
         1..=3,
     )
@@ -589,7 +589,7 @@ fn kernel_verdict_equals_userspace_classifier() {
     let id = fw_id(&base);
     let seen = std::cell::Cell::new((0usize, 0usize));
     let mut runner = TestRunner::new(Config {
-        cases: 6,
+        cases: 12,
         failure_persistence: None,
         ..Config::default()
     });
