@@ -14,7 +14,8 @@
 # a time and measures, interleaved, REPS times each:
 #   none      the firewall's table without its filter: only the SNAT chain (conntrack + NAT);
 #   allow-all the procedure's single rule, with the full stateful table;
-#   sets      RULES rules compiled with interval sets (Mode::Sets), the flow decided by the last;
+#   sets      RULES rules compiled by Mode::Sets (destination maps to bucket chains), the flow
+#             decided by the last rule;
 #   naive     the same rules, one nft rule per source × destination × port (Mode::Naive).
 # Measures: iperf3 TCP throughput node → API host (198.51.100.1:5201), and sequential TCP
 # connection setup (each SYN is classified; established packets take the ct-mark fast path).
@@ -116,14 +117,15 @@ done
 grep -q "from 203.0.113.2" "$APIWALL_HOME/iperf3-server.log" ||
   { echo "the iperf3 server did not see the firewall's public IP" >&2; exit 1; }
 # (Listed to files first: a pipe that stops reading early would SIGPIPE nft under pipefail.)
-for m in sets naive; do fwnft list chain inet "$(table_of "$m")" classify >"$APIWALL_HOME/classify-$m.nft"; done
+for m in sets naive; do fwnft list table inet "$(table_of "$m")" >"$APIWALL_HOME/classify-$m.nft"; done
 last_rule_hits() {
   grep 'bench-last/allow-benchmark-flow' "$APIWALL_HOME/classify-$1.nft" |
     sed -n 's/.*counter packets \([0-9]*\).*/\1/p' | awk '{s+=$1} END {print s+0}'
 }
 HITS_SETS=$(last_rule_hits sets)
 HITS_NAIVE=$(last_rule_hits naive)
-FIRST_HITS=$(sed -n 's/.*counter packets \([0-9]*\).*/\1/p' "$APIWALL_HOME/classify-sets.nft" | sed -n 1p)
+FIRST_HITS=$(grep 'comment "bench-0/rule-0"' "$APIWALL_HOME/classify-sets.nft" |
+  sed -n 's/.*counter packets \([0-9]*\).*/\1/p' | awk '{s+=$1} END {print s+0}')
 
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 field() { sed -n "s/.*$2=\([^ ]*\).*/\1/p" <<<"${INFO[$1]}"; }
@@ -142,19 +144,19 @@ base_c=$(median <<<"${CPS[none]}")
   echo "Medians of $REPS interleaved runs. Each table is loaded once (\`iperf_rules apply\`: \`render\` +"
   echo "\`apply_ruleset\`) and then woken/made dormant per run; the lab controller is stopped (SIGSTOP)."
   echo
-  echo "| firewall table | rules | nft rules (classify + reply) | sets | load | throughput | × none | connections/s | × none | connect p50 |"
-  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  echo "| firewall table | rules | nft rules | sets + maps | chains | load | throughput | × none | connections/s | × none | connect p50 |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
   for m in "${MODES[@]}"; do
     g=$(median <<<"${GBPS[$m]}")
     c=$(median <<<"${CPS[$m]}")
     p=$(median <<<"${P50[$m]}")
-    printf '| %s | %s | %s | %s | %s ms | %.2f Gbit/s | %.2f | %.0f | %.2f | %s µs |\n' \
-      "$m" "$(field "$m" firewall_rules)" "$(field "$m" classify_and_reply_rules)" "$(field "$m" sets)" \
+    printf '| %s | %s | %s | %s | %s | %s ms | %.2f Gbit/s | %.2f | %.0f | %.2f | %s µs |\n' \
+      "$m" "$(field "$m" firewall_rules)" "$(field "$m" nft_rules)" "$(field "$m" sets)" "$(field "$m" chains)" \
       "$(field "$m" apply_ms)" "$g" "$(python3 -c "print($g/$base_g)")" "$c" "$(python3 -c "print($c/$base_c)")" "$p"
   done
   echo
   echo "Counters: the last rule (\`bench-last/allow-benchmark-flow\`) classified $HITS_SETS packets with sets"
-  echo "and $HITS_NAIVE naively (the SYN of every connection of the run); the first rule's counter, $FIRST_HITS. The iperf3 server"
+  echo "and $HITS_NAIVE naively (the SYN of every connection of the run); the first rule's counter (sets), $FIRST_HITS. The iperf3 server"
   echo "saw 203.0.113.2 (the firewall's SNAT)."
   echo
   echo "Raw (Gbit/s per run): $(for m in "${MODES[@]}"; do printf '%s: %s; ' "$m" "${GBPS[$m]% }"; done)"

@@ -478,18 +478,18 @@ impl Segment {
                 .collect();
             let mut at = Some(lo);
             for (l, h) in inside {
-                if let Some(a) = at {
-                    if a < l {
-                        self.map.insert(a, (l - 1, vec![i]));
-                    }
+                if let Some(a) = at
+                    && a < l
+                {
+                    self.map.insert(a, (l - 1, vec![i]));
                 }
                 self.map.get_mut(&l).expect("present").1.push(i);
                 at = h.checked_add(1);
             }
-            if let Some(a) = at {
-                if a <= hi {
-                    self.map.insert(a, (hi, vec![i]));
-                }
+            if let Some(a) = at
+                && a <= hi
+            {
+                self.map.insert(a, (hi, vec![i]));
             }
         }
         self.copies += extra;

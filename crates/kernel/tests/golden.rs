@@ -142,6 +142,60 @@ fn multi_collection_firewall() {
     golden("multi_collection.nft", &r.to_nft());
 }
 
+/// Runs of destination-specific rules: nested and crossing destinations (copied into each bucket
+/// they cover, in order), a rule with any destination between two runs, IPv6, a short run that
+/// stays linear, and a list shared by several rules (one set).
+fn dispatch() -> World {
+    let w = procedure();
+    let fw_id = w.firewalls.values().next().unwrap().id.clone();
+    let tcp = &[Protocol::Tcp];
+    let nodes = &["10.240.0.0/16", "10.241.0.0/16"];
+    WorldBuilder::new()
+        .procedure("myResourceGroup", "myAKSCluster", 3)
+        .firewall_collections(vec![
+            collection(
+                &fw_id,
+                "deny-first",
+                100,
+                Action::Deny,
+                vec![
+                    network_rule("host", tcp, &["*"], &["198.51.100.10"], &["443"]),
+                    network_rule("range", tcp, nodes, &["198.51.100.0/28"], &["22"]),
+                    network_rule("v6", &[Protocol::Any], &["*"], &["2001:db8::/64"], &["*"]),
+                ],
+            ),
+            collection(
+                &fw_id,
+                "allow-then",
+                200,
+                Action::Allow,
+                vec![
+                    network_rule("wide", tcp, nodes, &["198.51.100.0/24"], &["443", "8443"]),
+                    network_rule("other", &[Protocol::Udp], nodes, &["192.0.2.0/25"], &["53"]),
+                    network_rule(
+                        "crossing",
+                        tcp,
+                        &["*"],
+                        &["192.0.2.64-192.0.2.200", "2001:db8::/32"],
+                        &["80", "8000-8999"],
+                    ),
+                    network_rule("icmp-anywhere", &[Protocol::Icmp], nodes, &["*"], &["*"]),
+                    network_rule("late", tcp, nodes, &["203.0.113.0/24"], &["443"]),
+                    network_rule("late-2", tcp, nodes, &["203.0.114.0/24"], &["443"]),
+                ],
+            ),
+        ])
+        .build()
+}
+
+#[test]
+fn dispatch_firewall() {
+    let r = render(&firewall_spec(&dispatch()), &RenderOptions::default());
+    let def = r.definition();
+    assert!(def.contains("ct original ip daddr vmap @dst4_0"), "{def}");
+    golden("dispatch.nft", &r.to_nft());
+}
+
 #[test]
 fn multi_collection_firewall_naive() {
     let opts = RenderOptions {

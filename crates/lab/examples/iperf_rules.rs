@@ -8,7 +8,7 @@
 //!     replaces its rule collections with the benchmark's, renders them with
 //!     `apiwall_kernel::render` and applies the table with `apply_ruleset` (one `nft -f`), named
 //!     `--table` (default: the firewall's own, `apiwall_<firewall>`).
-//!     Prints `classify_rules=… classify_and_reply_rules=… sets=… generation=… apply_ms=…`.
+//!     Prints `nft_rules=… sets=… chains=… generation=… apply_ms=…` (sets: named sets and maps).
 //! iperf_rules serve ADDR            accept and close at once, forever (run it in the API host)
 //! iperf_rules connect ADDR SECONDS  sequential TCP connections for SECONDS (run it in a node);
 //!                                   prints `connects=… per_s=… p50_us=… p99_us=…`
@@ -20,8 +20,9 @@
 //! ports (443, 8000-8080 and one port ≥ 10000, never in `--ports`); the last rule, in the last
 //! collection, is the one that allows `--src` → `--dst` on `--ports`, in the same shape. So the
 //! benchmark's flow is decided by the last rule, after every other rule has matched its source and
-//! failed on its destination: the worst case for a first-match firewall. With sets, each rule is
-//! one nft rule with interval-set lookups; naively, each rule expands to 2 × 2 × 3 = 12 nft rules.
+//! failed on its destination: the worst case for a first-match firewall scanned linearly. With
+//! `sets`, the destination map sends the flow straight to the last rule's bucket chain; naively,
+//! each rule expands to 2 × 2 × 3 = 12 nft rules (× 2 with `classify_reply`), scanned in order.
 //!
 //! `none` is the firewall's table without its filter: only the SNAT chain (which the lab's return
 //! path needs: the internet has no route back to the node subnet). `allow-all` is the procedure's
@@ -143,15 +144,16 @@ fn apply(args: &[String]) -> Result<()> {
         );
         apiwall_lab::host::nft_apply(&netns, &text)?;
         println!(
-            "mode=none revision={revision} firewall_rules=0 classify_rules=0 classify_and_reply_rules=0 sets=0 generation=- apply_ms={}",
+            "mode=none revision={revision} firewall_rules=0 nft_rules=0 sets=0 chains=1 generation=- apply_ms={}",
             started.elapsed().as_millis()
         );
         return Ok(());
     }
     apply_ruleset(&ruleset, Some(&netns))?;
     let apply_ms = started.elapsed().as_millis();
-    // `render` counts the lines of `classify`; `classify_reply` mirrors them.
-    let classify = ruleset
+    // `render` counts the nft rules of its classify chains; the naive table mirrors them in
+    // `classify_reply`.
+    let counted = ruleset
         .to_nft()
         .lines()
         .next()
@@ -159,14 +161,20 @@ fn apply(args: &[String]) -> Result<()> {
         .and_then(|r| r.split_whitespace().next())
         .and_then(|n| n.parse::<usize>().ok())
         .ok_or("no rule count in the header")?;
-    let sets = ruleset.definition().matches("\tset ").count();
+    let nft_rules = if render_mode == Mode::Naive {
+        2 * counted
+    } else {
+        counted
+    };
+    let def = ruleset.definition();
+    let sets = def.matches("\tset ").count() + def.matches("\tmap ").count();
+    let chains = def.matches("\tchain ").count();
     println!(
-        "mode={mode} revision={revision} firewall_rules={} classify_rules={classify} classify_and_reply_rules={} sets={sets} generation=0x{:08x} apply_ms={apply_ms}",
+        "mode={mode} revision={revision} firewall_rules={} nft_rules={nft_rules} sets={sets} chains={chains} generation=0x{:08x} apply_ms={apply_ms}",
         spec.collections
             .iter()
             .map(|c| c.rules.len())
             .sum::<usize>(),
-        2 * classify,
         ruleset.generation().unwrap_or(0),
     );
     Ok(())
