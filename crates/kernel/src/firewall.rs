@@ -3,10 +3,13 @@
 //! The table (`inet apiwall_<firewall>`) holds:
 //! - chain `forward` (hook forward): the fast path for flows this policy already admitted, the
 //!   classification of every other packet, then the default deny with a rate-limited log;
-//! - chains `classify` and `classify_reply`: one nft rule per firewall rule (more when a rule mixes
-//!   families or ported and port-less protocols), in evaluation order (collections by priority,
-//!   then rules as stored): the first match wins. Address and port lists of two or more entries
-//!   are interval sets; each rule has a counter and a comment `collection/rule`;
+//! - chain `classify` and, per family, `classify_ip` / `classify_ip6`: the rules in evaluation
+//!   order (collections by priority, then rules as stored; the first match wins), matched on the
+//!   connection's original tuple (`ct original …`), so one chain serves both directions. Each run
+//!   of rules with specific destinations is one interval map from the destination to a bucket
+//!   chain holding only the rules of the run that cover it, in order; see [`render`]. Every nft
+//!   rule has a counter and the comment `collection/rule` ([`crate::rule_counters`] sums them).
+//!   [`Mode::Naive`] keeps the old linear layout, mirrored in `classify_reply`, as the baseline;
 //! - chain `postrouting` (hook nat): SNAT to the public IP, except to the private ranges.
 //!
 //! # State, and dropping sessions a change denies
@@ -20,8 +23,7 @@
 //! - a packet of an established or related connection whose mark equals the generation is
 //!   accepted at once: replies and later packets of admitted flows cost one comparison;
 //! - any other packet (a new flow, or one admitted under an older generation) is classified
-//!   again: original-direction packets by `classify`, reply packets by `classify_reply`, which
-//!   holds the same rules with sources and destinations (and ports) mirrored. A flow the new
+//!   again by its connection's original tuple, whichever direction it travels. A flow the new
 //!   rules still allow is stamped with the new generation; one they deny is dropped, both ways.
 //!
 //! So counters count classifications (first packets, and re-checks after a change), not every
