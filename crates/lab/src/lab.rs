@@ -263,6 +263,9 @@ pub fn up(
         state.kernel_gate = kernel_gate;
         if let Some(p) = state.processes.iter().find(|p| p.name == "controller") {
             signal_group(p.pid, Signal::TERM);
+            // Two controllers with different choices must never both apply a revision.
+            let pid = p.pid;
+            wait_for("the old controller to stop", || !alive(pid))?;
         }
         state.processes.retain(|p| p.name != "controller");
     }

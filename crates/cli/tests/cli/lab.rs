@@ -526,8 +526,17 @@ fn lab_runs_the_procedure_and_matches_the_analysis() {
         "{}",
         String::from_utf8_lossy(&table.stderr)
     );
-    assert_eq!(wire("awlab-outsider", api, 443, &ca), Wire::Dropped);
-    assert_eq!(wire("awlab-workstation", api, 443, &ca), Wire::Allowed);
+    for (host, expected) in [
+        ("awlab-outsider", Wire::Dropped),
+        ("awlab-workstation", Wire::Allowed),
+    ] {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut seen = wire(host, api, 443, &ca);
+        while seen != expected && Instant::now() < deadline {
+            seen = wire(host, api, 443, &ca);
+        }
+        assert_eq!(seen, expected, "{host} through the kernel gate");
+    }
 
     // Teardown leaves nothing behind, and is safe to repeat.
     let pids: Vec<u64> = env.json(&["lab", "status"])["processes"]
