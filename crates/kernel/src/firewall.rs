@@ -10,6 +10,10 @@
 //!   chain holding only the rules of the run that cover it, in order; see [`render`]. Every nft
 //!   rule has a counter and the comment `collection/rule` ([`crate::rule_counters`] sums them).
 //!   [`Mode::Naive`] keeps the old linear layout, mirrored in `classify_reply`, as the baseline;
+//! - logging: every rule's verdict, and the default deny (rate-limited), also sends the packet to
+//!   NFLOG group [`LOG_GROUP`] with the prefix `Allow <collection>/<rule>`, `Deny <collection>/<rule>`
+//!   or `Deny` ([`log_prefix`]). Only classifications log, so that is one line per decision; the
+//!   lab reads the group and writes Azure's wording;
 //! - chain `postrouting` (hook nat): SNAT to the public IP, except to the private ranges.
 //!
 //! # State, and dropping sessions a change denies
@@ -111,6 +115,35 @@ impl Default for RenderOptions {
             mode: Mode::Sets,
             log_per_second: 10,
         }
+    }
+}
+
+/// The NFLOG group every classification verdict logs to (`log group`): the lab's log reader
+/// binds it inside the firewall's namespace.
+pub const LOG_GROUP: u16 = 2718;
+
+/// The NFLOG prefix of the default deny (rate-limited, as its kernel log line).
+pub const DEFAULT_DENY_PREFIX: &str = "Deny";
+
+/// The NFLOG prefix of a rule's verdict: `Allow <collection>/<rule>` or `Deny <collection>/<rule>`,
+/// cut to the 127 bytes nft keeps (Azure names have no `/`, `"` or `\`).
+pub fn log_prefix(action: Action, collection: &str, rule: &str) -> String {
+    let word = match action {
+        Action::Allow => "Allow",
+        Action::Deny => "Deny",
+    };
+    quote(&format!("{word} {collection}/{rule}"), COMMENT_MAX)
+}
+
+/// A rule's verdict statements: counted, logged to [`LOG_GROUP`], then accepted (stamping the
+/// generation) or dropped.
+fn verdict(action: Action, collection: &str, rule: &str) -> String {
+    let prefix = log_prefix(action, collection, rule);
+    match action {
+        Action::Allow => {
+            format!("counter log group {LOG_GROUP} prefix \"{prefix}\" ct mark set {GEN} accept")
+        }
+        Action::Deny => format!("counter log group {LOG_GROUP} prefix \"{prefix}\" drop"),
     }
 }
 
@@ -262,7 +295,7 @@ const MIN_SEGMENT: usize = 4;
 /// One firewall rule, ready for the dispatch renderer.
 struct Compiled {
     comment: String,
-    verdict: &'static str,
+    verdict: String,
     src: Addresses,
     dst: Addresses,
     groups: Vec<L4>,
@@ -370,7 +403,7 @@ impl Dispatch {
                         if let Some(p) = p {
                             parts.push(format!("ct original proto-dst {p}"));
                         }
-                        parts.push(r.verdict.to_string());
+                        parts.push(r.verdict.clone());
                         parts.push(format!("comment \"{}\"", r.comment));
                         let _ = writeln!(out, "\t\t{}", parts.join(" "));
                         self.nft_rules += 1;
@@ -514,10 +547,7 @@ fn render_dispatch(spec: &FirewallSpec, opts: &RenderOptions) -> Ruleset {
             let port_list = ports(&rule.destination_ports);
             Compiled {
                 comment: quote(&format!("{}/{}", col.name, rule.name), COMMENT_MAX),
-                verdict: match col.action.kind {
-                    Action::Allow => "counter ct mark set @GENERATION@ accept",
-                    Action::Deny => "counter drop",
-                },
+                verdict: verdict(col.action.kind, &col.name, &rule.name),
                 src: Addresses::from_entries(&rule.source_addresses),
                 dst: Addresses::from_entries(&rule.destination_addresses),
                 groups: l4_groups(&rule.protocols, port_list.is_none()),
@@ -603,6 +633,7 @@ fn render_dispatch(spec: &FirewallSpec, opts: &RenderOptions) -> Ruleset {
          \t\tct state established,related ct mark {GEN} accept comment \"admitted by this policy, and replies\"\n\
          \t\tct state new,established,related jump classify\n\
          \t\tlimit rate {rate}/second burst {burst} packets log prefix \"apiwall {name} deny: \" level info\n\
+         \t\tlimit rate {rate}/second burst {burst} packets log group {LOG_GROUP} prefix \"{DEFAULT_DENY_PREFIX}\"\n\
          \t\tcounter drop comment \"default deny\"\n\
          \t}}\n\
          \tchain classify {{\n{jumps}\t}}\n\
@@ -652,14 +683,11 @@ fn finish(spec: &FirewallSpec, def: String, rules: usize, nft_rules: usize, mode
 /// The baseline: one nft rule per protocol × source × destination × port entry, matched on
 /// the packet (mirrored in `classify_reply`), scanned linearly.
 fn render_naive(spec: &FirewallSpec, opts: &RenderOptions) -> Ruleset {
-    let mut lines: Vec<(Line, &'static str, String)> = Vec::new();
+    let mut lines: Vec<(Line, String, String)> = Vec::new();
     let rules = ordered(&spec.collections);
     for (col, rule) in &rules {
         let comment = quote(&format!("{}/{}", col.name, rule.name), COMMENT_MAX);
-        let verdict = match col.action.kind {
-            Action::Allow => "counter ct mark set @GENERATION@ accept",
-            Action::Deny => "counter drop",
-        };
+        let verdict = verdict(col.action.kind, &col.name, &rule.name);
         let src = Addresses::from_entries(&rule.source_addresses);
         let dst = Addresses::from_entries(&rule.destination_addresses);
         let port_list = ports(&rule.destination_ports);
@@ -710,7 +738,7 @@ fn render_naive(spec: &FirewallSpec, opts: &RenderOptions) -> Ruleset {
                                         l4: l4_match(proto),
                                         ports: p.clone(),
                                     },
-                                    verdict,
+                                    verdict.clone(),
                                     comment.clone(),
                                 ));
                             }
@@ -741,6 +769,7 @@ fn render_naive(spec: &FirewallSpec, opts: &RenderOptions) -> Ruleset {
          \t\tct direction original jump classify\n\
          \t\tct direction reply jump classify_reply\n\
          \t\tlimit rate {rate}/second burst {burst} packets log prefix \"apiwall {name} deny: \" level info\n\
+         \t\tlimit rate {rate}/second burst {burst} packets log group {LOG_GROUP} prefix \"{DEFAULT_DENY_PREFIX}\"\n\
          \t\tcounter drop comment \"default deny\"\n\
          \t}}\n\
          \tchain classify {{\n{classify}\t}}\n\
@@ -834,6 +863,55 @@ mod tests {
             a.generation()
         );
         assert!(!a.definition().contains(GEN));
+    }
+
+    #[test]
+    fn every_verdict_logs_its_rule_and_prefixes_fit_nft() {
+        let mut s = spec();
+        let long = "x".repeat(80);
+        s.collections.push(collection(
+            "fw",
+            &long,
+            100,
+            Action::Deny,
+            vec![network_rule(
+                &long,
+                &[Protocol::Udp],
+                &["*"],
+                &["*"],
+                &["53"],
+            )],
+        ));
+        for mode in [Mode::Sets, Mode::Naive] {
+            let def = render(
+                &s,
+                &RenderOptions {
+                    mode,
+                    ..Default::default()
+                },
+            )
+            .definition()
+            .to_string();
+            for l in def
+                .lines()
+                .filter(|l| l.contains(" accept comment") || l.contains(" drop comment"))
+            {
+                if l.contains("admitted by this policy") || l.contains("default deny") {
+                    continue;
+                }
+                assert!(
+                    l.contains(&format!("log group {LOG_GROUP} prefix \"")),
+                    "{l}"
+                );
+            }
+            assert!(def.contains(&format!(
+                "log group {LOG_GROUP} prefix \"{DEFAULT_DENY_PREFIX}\""
+            )));
+            assert!(def.contains("prefix \"Allow myAzureFirewallCollection/AllowTCPOutbound\""));
+        }
+        let p = log_prefix(Action::Deny, &long, &long);
+        assert_eq!(p.len(), COMMENT_MAX);
+        assert!(p.starts_with(&format!("Deny {long}/x")));
     }
 
     #[test]

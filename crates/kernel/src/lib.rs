@@ -28,7 +28,9 @@ pub use exec::{
     RuleCounter, apply_routes, apply_ruleset, check_nft, check_ruleset, list_table, remove_routes,
     remove_table, rule_counters,
 };
-pub use firewall::{FirewallSpec, Mode, RenderOptions, render};
+pub use firewall::{
+    DEFAULT_DENY_PREFIX, FirewallSpec, LOG_GROUP, Mode, RenderOptions, log_prefix, render,
+};
 pub use gate::{ApiGate, render_api_gate};
 pub use netns::{Netns, in_netns};
 pub use routes::{KernelRoute, RouteKind, RoutePlan, RoutingTarget, Selector, render_routes};

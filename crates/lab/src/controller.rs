@@ -1,6 +1,7 @@
 //! The lab's kernel enforcers: firewall rulesets, the fabric's route tables and its load-balancer
 //! SNAT, compiled from one store revision and applied. `follow` re-applies on every new revision,
-//! so CLI changes take effect live.
+//! so CLI changes take effect live. It also runs a reader of each firewall's decision log
+//! ([`crate::fwlog`]).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -148,6 +149,7 @@ pub fn follow(
     let mut retry_at: Option<Instant> = None;
     let mut last_plan: Option<Plan> = None;
     let mut in_force = Applied::default();
+    let mut readers = Readers::default();
     loop {
         let revision = api
             .store()
@@ -189,6 +191,56 @@ pub fn follow(
                 }
             }
         }
+        if let Some(plan) = &last_plan {
+            readers.ensure(home, plan);
+        }
         std::thread::sleep(POLL);
+    }
+}
+
+/// The firewall log readers ([`crate::fwlog`]), one per firewall host of the plan. A reader ends
+/// by itself when its namespace goes; one for a namespace that exists (again) is started, at most
+/// once per `RETRY` per firewall.
+#[derive(Default)]
+struct Readers(HashMap<String, Reader>);
+
+struct Reader {
+    netns: String,
+    handle: Option<std::thread::JoinHandle<()>>,
+    started: Instant,
+}
+
+impl Readers {
+    fn ensure(&mut self, home: &std::path::Path, plan: &Plan) {
+        self.0.retain(|fw, _| plan.firewalls.contains_key(fw));
+        for (fw, host) in &plan.firewalls {
+            let Some(netns) = plan.host(host).map(|h| h.netns.clone()) else {
+                continue;
+            };
+            if let Some(r) = self.0.get(fw) {
+                let running = r.handle.as_ref().is_some_and(|h| !h.is_finished());
+                if (running && r.netns == netns) || r.started.elapsed() < RETRY {
+                    continue;
+                }
+            }
+            if !std::path::Path::new("/run/netns").join(&netns).exists() {
+                continue;
+            }
+            let handle = match crate::fwlog::spawn_reader(home, fw, &netns) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::warn!(firewall = %fw, error = %e, "could not start the firewall log reader");
+                    None
+                }
+            };
+            self.0.insert(
+                fw.clone(),
+                Reader {
+                    netns,
+                    handle,
+                    started: Instant::now(),
+                },
+            );
+        }
     }
 }

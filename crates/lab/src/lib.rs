@@ -6,6 +6,7 @@
 pub mod apiserver;
 pub mod certs;
 pub mod controller;
+pub mod fwlog;
 pub mod host;
 pub mod lab;
 pub mod plan;

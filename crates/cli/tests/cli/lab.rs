@@ -235,6 +235,49 @@ fn lab_runs_the_procedure_and_matches_the_analysis() {
         counter(rule) > before,
         "the firewall's counter for {rule} went up"
     );
+    // The firewall logs the decision in Azure's wording, and as a JSON line.
+    let logs = env.home.path().join("lab/logs");
+    let (head, tail) = (
+        "TCP request from 10.240.0.4:",
+        format!(
+            " to {api}:443. Action: Allow. Rule Collection: myAzureFirewallCollection. Rule: AllowTCPOutbound"
+        ),
+    );
+    let logged = |l: &str| {
+        l.strip_prefix(head)
+            .and_then(|r| r.strip_suffix(tail.as_str()))
+            .is_some_and(|port| port.parse::<u16>().is_ok())
+    };
+    let json_logged = |v: &Value| {
+        v["protocol"] == "TCP"
+            && v["source"] == "10.240.0.4"
+            && v["sourcePort"].is_u64()
+            && v["destination"] == api.to_string().as_str()
+            && v["destinationPort"] == 443
+            && v["action"] == "Allow"
+            && v["ruleCollection"] == "myAzureFirewallCollection"
+            && v["rule"] == "AllowTCPOutbound"
+            && v["ts"].is_string()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text =
+            std::fs::read_to_string(logs.join("firewall-myAzureFirewall.log")).unwrap_or_default();
+        let jsonl = std::fs::read_to_string(logs.join("firewall-myAzureFirewall.jsonl"))
+            .unwrap_or_default();
+        let records: Vec<Value> = jsonl
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .collect();
+        if text.lines().any(logged) && records.iter().any(json_logged) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the firewall's log has no line '{head}<port>{tail}' with its JSON form:\n{text}\n{jsonl}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let m = matrix(&env);
     for n in 0..3 {
         let node = format!("aks-nodepool1-81643024-vmss00000{n}");
