@@ -98,6 +98,16 @@ fn config(a: &RunArgs) -> GateConfig {
 
 fn run_gate(a: RunArgs) -> anyhow::Result<()> {
     let cfg = config(&a);
+    let files = apiwall_gate::raise_nofile_limit();
+    let needed = cfg.max_connections as u64 * 6 + 64;
+    if files < needed {
+        tracing::warn!(
+            open_files = files,
+            needed,
+            max_connections = cfg.max_connections,
+            "the open-file limit is below what --max-connections needs; raise it (ulimit -n) or lower --max-connections"
+        );
+    }
     let api = open_api()?;
     let source = StoreSource::new(api, &a.resource_group, &a.name);
     let rt = tokio::runtime::Builder::new_multi_thread()

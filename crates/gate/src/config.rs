@@ -102,11 +102,11 @@ impl GateConfig {
                 "must name a resource group",
             ));
         }
-        if self.max_connections == 0 || self.max_connections > tokio::sync::Semaphore::MAX_PERMITS {
+        if self.max_connections == 0 || self.max_connections > u32::MAX as usize {
             return Err(err(
                 "--max-connections",
                 &self.max_connections,
-                "must be between 1 and 2^61",
+                "must be between 1 and 4294967295",
             ));
         }
         for (field, v) in [

@@ -334,8 +334,11 @@ async fn relay(
         };
         tokio::pin!(copy);
         loop {
+            // Policy changes and shutdown first: a connection revoked while it was being set up
+            // must not get one more burst through.
             tokio::select! {
-                r = &mut copy => break End::Done(r),
+                biased;
+                _ = stop.changed() => break End::Stopped,
                 changed = changes.changed() => {
                     if changed.is_err() {
                         break End::Stopped;
@@ -344,7 +347,7 @@ async fn relay(
                         break End::Revoked(reason, rev);
                     }
                 }
-                _ = stop.changed() => break End::Stopped,
+                r = &mut copy => break End::Done(r),
             }
         }
     };
@@ -403,21 +406,25 @@ async fn relay(
     }
 }
 
-/// Whether the client's first bytes are a PROXY v1 or v2 header. Only looks (peek) at what the
-/// client already sent, and gives up as soon as the upstream speaks first or `wait` passes.
+/// Whether the client's first bytes are (or may be) a PROXY v1 or v2 header. Only looks (peek)
+/// at what the client already sent, and stops as soon as the upstream speaks first or `wait`
+/// passes. A header still incomplete at that point counts as one: a client that sends `PROXY`
+/// slowly must not get the rest of its header through.
 async fn opens_with_proxy_header(sock: &TcpStream, upstream: &TcpStream, wait: Duration) -> bool {
     const V1: &[u8] = b"PROXY ";
     const V2: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
     let deadline = tokio::time::Instant::now() + wait;
     let mut buf = [0u8; 12];
+    let mut partial = false;
+    let mut backoff = Duration::from_millis(1);
     loop {
         let n = tokio::select! {
             r = sock.peek(&mut buf) => match r {
                 Ok(n) => n,
-                Err(_) => return false,
+                Err(_) => return partial,
             },
-            _ = upstream.readable() => return false,
-            _ = tokio::time::sleep_until(deadline) => return false,
+            _ = upstream.readable() => return partial,
+            _ = tokio::time::sleep_until(deadline) => return partial,
         };
         let seen = &buf[..n];
         let v1 = seen.len().min(V1.len());
@@ -430,11 +437,14 @@ async fn opens_with_proxy_header(sock: &TcpStream, upstream: &TcpStream, wait: D
         if (may_v1 && n >= V1.len()) || (may_v2 && n >= V2.len()) {
             return true;
         }
-        // A partial match: wait for more bytes (peek does not wait for more).
+        // A partial match: wait for more bytes (peek does not wait for more), backing off so a
+        // slow sender cannot keep the task spinning.
+        partial = true;
         if tokio::time::Instant::now() >= deadline {
-            return false;
+            return true;
         }
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_millis(50));
     }
 }
 

@@ -33,3 +33,16 @@ pub use error::{GateError, Side};
 pub use gate::{Gate, GateHandle};
 pub use metrics::DenyReason;
 pub use source::{PolicySource, PolicyState, SourceError, StoreSource};
+
+/// Raises this process's open-file limit to its hard limit and returns it: each relayed
+/// connection holds six descriptors (two sockets, two pipes), more than the usual soft limit of
+/// 1024 allows for thousands of connections.
+pub fn raise_nofile_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}

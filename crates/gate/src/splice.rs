@@ -48,9 +48,15 @@ impl Loan {
             Some(p) => p,
             None => {
                 let (r, w) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
-                // A larger pipe moves more per call; the kernel may cap it (pipe-max-size).
-                let _ = fcntl_setpipe_size(&w, size);
-                Pipe { r, w, size }
+                // A larger pipe moves more per call. The kernel may refuse or cap it
+                // (pipe-max-size, a user's pipe pages): such a pipe works, but is not pooled
+                // as one of `size`.
+                let got = fcntl_setpipe_size(&w, size).unwrap_or(0);
+                Pipe {
+                    r,
+                    w,
+                    size: if got >= size { size } else { 0 },
+                }
             }
         };
         Ok(Loan {
@@ -67,7 +73,7 @@ impl Loan {
 
 impl Drop for Loan {
     fn drop(&mut self) {
-        if let Some(p) = self.pipe.take().filter(|_| self.empty.get()) {
+        if let Some(p) = self.pipe.take().filter(|p| self.empty.get() && p.size > 0) {
             let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
             if pool.len() < POOL_MAX {
                 pool.push(p);

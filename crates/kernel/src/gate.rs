@@ -74,13 +74,14 @@ impl ApiGate {
     /// The admitted prefixes and the admitted load-balancer IP; `None`: unrestricted.
     fn admitted(&self) -> Option<(Vec<Cidr>, Option<IpAddr>)> {
         let ranges = self.ranges.as_deref().filter(|r| !r.is_empty())?;
-        let lb_only = ranges.len() == 1 && ranges[0].to_string() == apiwall_model::net::LB_ONLY;
-        if lb_only {
-            return Some((vec![], self.lb_outbound_ip));
-        }
+        // Only a load balancer's outbound IP is admitted by itself (AKS behaviour).
         let lb = self
             .lb_outbound_ip
             .filter(|_| self.outbound_type == OutboundType::LoadBalancer);
+        let lb_only = ranges.len() == 1 && ranges[0].to_string() == apiwall_model::net::LB_ONLY;
+        if lb_only {
+            return Some((vec![], lb));
+        }
         Some((ranges.to_vec(), lb))
     }
 }

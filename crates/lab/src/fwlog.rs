@@ -28,6 +28,53 @@ const COPY_RANGE: u32 = 128;
 /// How often a reader with nothing to read checks that its namespace is still there.
 const CHECK: Duration = Duration::from_millis(500);
 
+/// Denial lines per second a reader writes (twice that in a burst). A Deny rule's flow is not
+/// marked as admitted, so each of its packets is classified, and logged, again: a stranger can
+/// send those as fast as they like. The lines over the limit are counted, and the count written.
+const DENY_LINES_PER_SEC: f64 = 20.0;
+
+/// A token bucket for denial lines.
+struct DenyLimit {
+    tokens: f64,
+    last: std::time::Instant,
+    suppressed: u64,
+}
+
+impl DenyLimit {
+    fn new() -> Self {
+        Self {
+            tokens: 2.0 * DENY_LINES_PER_SEC,
+            last: std::time::Instant::now(),
+            suppressed: 0,
+        }
+    }
+
+    /// Whether one more denial line may be written now.
+    fn take(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * DENY_LINES_PER_SEC;
+        self.tokens = (self.tokens + refill).min(2.0 * DENY_LINES_PER_SEC);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
+
+    /// The summary of what was not written, once the limit lets lines through again.
+    fn summary(&mut self) -> Option<String> {
+        (self.suppressed > 0 && self.tokens >= 1.0).then(|| {
+            let n = std::mem::take(&mut self.suppressed);
+            format!(
+                "{n} denied requests were not logged (more than {DENY_LINES_PER_SEC} per second)"
+            )
+        })
+    }
+}
+
 /// Who decided: a rule, or the default deny.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -347,6 +394,7 @@ fn read(netns: &str, log: &Path, jsonl: &Path) -> Result<(), String> {
             .map_err(|e| io(&p.display().to_string(), e))
     };
     let (mut text, mut json) = (append(log)?, append(jsonl)?);
+    let mut limit = DenyLimit::new();
     let mut rx = vec![0u8; 1 << 16];
     loop {
         let n = match socket.recv(&mut &mut rx[..], 0) {
@@ -386,7 +434,13 @@ fn read(netns: &str, log: &Path, jsonl: &Path) -> Result<(), String> {
                         _ => {}
                     }
                 }
-                if let (Some(v), Some(p)) = (prefix, packet) {
+                let denied = !matches!(prefix, Some(Verdict::Rule { allow: true, .. }));
+                if let Some(line) = limit.summary() {
+                    let _ = text.write_all(format!("{line}\n").as_bytes());
+                }
+                if denied && !limit.take() {
+                    // Over the denial limit: counted, not written.
+                } else if let (Some(v), Some(p)) = (prefix, packet) {
                     // One write per line: a reader never sees half a line.
                     let _ = text.write_all(format!("{}\n", azure_line(&p, &v)).as_bytes());
                     let j = json_line(SystemTime::now(), &p, &v);
@@ -490,6 +544,24 @@ mod tests {
         let j = json_line(UNIX_EPOCH, &p, &v);
         assert!(j["rule"].is_null());
         assert_eq!(j["actionReason"], "Default Action");
+    }
+
+    #[test]
+    fn denial_lines_are_rate_limited_and_counted() {
+        let mut l = DenyLimit::new();
+        let written = (0..1000).filter(|_| l.take()).count();
+        assert!(written <= 2 * DENY_LINES_PER_SEC as usize + 1, "{written}");
+        assert!(l.suppressed >= 1000 - written as u64);
+        assert!(
+            l.summary().is_none(),
+            "no summary while still over the limit"
+        );
+        l.tokens = 1.0;
+        assert!(
+            l.summary()
+                .unwrap()
+                .starts_with(&format!("{} denied requests", 1000 - written))
+        );
     }
 
     #[test]

@@ -151,6 +151,8 @@ impl ApiServerAccess {
         outbound_type: OutboundType,
         lb_outbound_ip: Option<IpAddr>,
     ) -> Self {
+        // Only a load balancer's outbound IP is admitted by itself (AKS behaviour).
+        let lb = lb_outbound_ip.filter(|_| outbound_type == OutboundType::LoadBalancer);
         match ranges {
             None | Some([]) => Self {
                 ranges: None,
@@ -158,12 +160,11 @@ impl ApiServerAccess {
             },
             Some(r) if is_lb_only(r) => Self {
                 ranges: Some(AuthorizedSet::build(&[])),
-                lb_outbound_ip,
+                lb_outbound_ip: lb,
             },
             Some(r) => Self {
                 ranges: Some(AuthorizedSet::build(r)),
-                lb_outbound_ip: lb_outbound_ip
-                    .filter(|_| outbound_type == OutboundType::LoadBalancer),
+                lb_outbound_ip: lb,
             },
         }
     }

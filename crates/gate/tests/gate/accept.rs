@@ -104,6 +104,33 @@ async fn unknown_cluster_admits_nothing_and_says_why() {
     gate.stop().await;
 }
 
+/// A PROXY header sent slowly, its first bytes before the header timeout and the rest after,
+/// is still a forgery: nothing of it reaches the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slowly_sent_proxy_header_from_an_untrusted_peer_is_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (up, _u) = echo_upstream().await;
+    let mut cfg = test_config(up);
+    cfg.proxy_header_timeout_ms = 200;
+    let gate = Running::start_ready(cfg, FakeSource::with_ranges(&["127.0.0.10/32"])).await;
+    let mut s = connect_from(lo(10), gate.addr).await.expect("connect");
+    s.write_all(b"PROX").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await; // past the header timeout, on purpose
+    let _ = s
+        .write_all(b"Y TCP4 10.9.9.9 127.0.0.1 1 443\r\nping\n")
+        .await;
+    let mut got = Vec::new();
+    let read =
+        tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut got)).await;
+    assert!(read.is_ok(), "the gate closes the connection");
+    assert!(
+        got.is_empty(),
+        "nothing was relayed: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    gate.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_proxy_header_from_untrusted_peer_is_refused() {
     let (up, _u) = echo_upstream().await;

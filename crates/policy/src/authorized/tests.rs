@@ -57,6 +57,13 @@ fn aks_zero_slash_32_admits_only_the_lb_outbound_ip() {
     assert_eq!(a.check(lb), AccessDecision::LoadBalancerOutbound { ip: lb });
     assert_eq!(a.check(ip("0.0.0.0")), AccessDecision::NoMatch);
     assert_eq!(a.check(ip("203.0.113.2")), AccessDecision::NoMatch);
+    // Without a load-balancer egress, 0.0.0.0/32 admits nobody.
+    let a = ApiServerAccess::new(
+        Some(&[c("0.0.0.0/32")]),
+        OutboundType::UserDefinedRouting,
+        Some(lb),
+    );
+    assert_eq!(a.check(lb), AccessDecision::NoMatch);
 }
 
 #[test]
