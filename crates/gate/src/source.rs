@@ -2,6 +2,9 @@
 
 use std::fmt;
 
+use apiwall_model::ids;
+use apiwall_model::resources::{ManagedCluster, PublicIp};
+use apiwall_model::world::{Record, Resource, World};
 use apiwall_policy::{AccessDecision, ApiServerAccess, Policy};
 use apiwall_service::LocalApi;
 use apiwall_store::Store;
@@ -21,11 +24,16 @@ pub trait PolicySource: Send + 'static {
     fn load(&mut self) -> Result<(u64, Option<ApiServerAccess>), SourceError>;
 }
 
-/// The cluster `resource_group/cluster` in a store, through the service.
+/// The cluster `resource_group/cluster` in a store, through the service. Each load reads only
+/// what the cluster's access rule depends on (the cluster and its load balancer's public IP),
+/// and reuses the last rule when those records did not change, so a change elsewhere in the
+/// store (a firewall rule, a route) costs the gate two small reads.
 pub struct StoreSource<S> {
     api: LocalApi<S>,
     resource_group: String,
     cluster: String,
+    /// The records the last rule was compiled from, and that rule.
+    last: Option<(Vec<Record>, Option<ApiServerAccess>)>,
 }
 
 impl<S: Store> StoreSource<S> {
@@ -34,6 +42,7 @@ impl<S: Store> StoreSource<S> {
             api,
             resource_group: resource_group.to_string(),
             cluster: cluster.to_string(),
+            last: None,
         }
     }
 }
@@ -47,16 +56,45 @@ impl<S: Store + 'static> PolicySource for StoreSource<S> {
     }
 
     fn load(&mut self) -> Result<(u64, Option<ApiServerAccess>), SourceError> {
-        let (world, revision) = self.api.world().map_err(|e| SourceError(e.to_string()))?;
-        let policy = Policy::compile(&world);
-        let access = policy
+        let err = |e: &dyn fmt::Display| SourceError(e.to_string());
+        let store = self.api.store();
+        // The revision first: the records read after it are at least that new, so a write in
+        // between is picked up again on the next poll, never missed.
+        let revision = store.revision().map_err(|e| err(&e))?;
+        let Some(cluster) = store
+            .get(ManagedCluster::KIND, &self.resource_group, &self.cluster)
+            .map_err(|e| err(&e))?
+        else {
+            self.last = None;
+            return Ok((revision, None));
+        };
+        let parsed: ManagedCluster = serde_json::from_str(&cluster.body).map_err(|e| err(&e))?;
+        let mut records = vec![cluster];
+        let lb = parsed
+            .network_profile
+            .load_balancer_profile
+            .as_ref()
+            .and_then(|p| p.effective_outbound_ips.first());
+        if let Some(lb) = lb
+            && let Some(rg) = ids::parse_rg(&lb.id)
+            && let Some(ip) = store
+                .get(PublicIp::KIND, rg, ids::last_segment(&lb.id))
+                .map_err(|e| err(&e))?
+        {
+            records.push(ip);
+        }
+        if let Some((seen, access)) = &self.last
+            && *seen == records
+        {
+            return Ok((revision, access.clone()));
+        }
+        // The same compiler as everywhere else, over just these records.
+        let world = World::from_records(&records).map_err(|e| err(&e))?;
+        let access = Policy::compile(&world)
             .clusters()
-            .iter()
-            .find(|c| {
-                c.resource_group.eq_ignore_ascii_case(&self.resource_group)
-                    && c.name.eq_ignore_ascii_case(&self.cluster)
-            })
+            .first()
             .map(|c| c.access.clone());
+        self.last = Some((records, access.clone()));
         Ok((revision, access))
     }
 }

@@ -15,6 +15,17 @@ fn link_exists(netns: &str, dev: &str) -> bool {
     run("ip", &["-n", netns, "link", "show", "dev", dev], None).is_ok()
 }
 
+/// A stable, locally administered MAC address for a lab bridge.
+fn bridge_mac(netns: &str, bridge: &str) -> String {
+    let mut h: u32 = 0x811c9dc5;
+    for b in netns.bytes().chain([b'/']).chain(bridge.bytes()) {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x01000193);
+    }
+    let [a, b, c, d] = h.to_be_bytes();
+    format!("02:a7:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+}
+
 pub fn build(plan: &Plan) -> Result<(), LabError> {
     let existing: BTreeSet<String> = namespaces()?.into_iter().collect();
     for h in &plan.hosts {
@@ -57,7 +68,14 @@ pub fn build(plan: &Plan) -> Result<(), LabError> {
         let mut b = String::from("link set lo up\n");
         for (br, ports) in &h.bridges {
             if !link_exists(&h.netns, br) {
-                let _ = writeln!(b, "link add {br} type bridge");
+                // A bridge takes the lowest MAC of its ports unless it has its own: pinned, it
+                // keeps its address when a port goes (a host removed), so neighbours' ARP
+                // entries for the gateway stay right.
+                let _ = writeln!(
+                    b,
+                    "link add {br} address {} type bridge",
+                    bridge_mac(&h.netns, br)
+                );
             }
             for p in ports {
                 let _ = writeln!(b, "link set {p} master {br}");

@@ -573,9 +573,18 @@ fn lab_runs_the_procedure_and_matches_the_analysis() {
         ("awlab-outsider", Wire::Dropped),
         ("awlab-workstation", Wire::Allowed),
     ] {
-        let deadline = Instant::now() + Duration::from_secs(3);
+        let deadline = Instant::now() + Duration::from_secs(10);
         let mut seen = wire(host, api, 443, &ca);
         while seen != expected && Instant::now() < deadline {
+            let detail = probe(host, api, &ca).map(|o| o.detail).unwrap_or_default();
+            let ruleset = Command::new("ip")
+                .args(["netns", "exec", "awlab-apiserver", "nft", "list", "ruleset"])
+                .output()
+                .unwrap();
+            eprintln!(
+                "{host}: {seen:?} ({detail}), expected {expected:?}; probing again. The API host's ruleset:\n{}",
+                String::from_utf8_lossy(&ruleset.stdout)
+            );
             seen = wire(host, api, 443, &ca);
         }
         assert_eq!(seen, expected, "{host} through the kernel gate");
