@@ -256,52 +256,11 @@ async fn relay(
         return end_revoked(&shared, sock, client, reason, rev, started);
     }
 
-    let upstream_addr = shared.cfg.upstream;
-    let upstream = tokio::time::timeout(
-        shared.cfg.connect_timeout(),
-        TcpStream::connect(upstream_addr),
-    )
-    .await;
-    let mut upstream = match upstream {
-        Ok(Ok(u)) => u,
-        Ok(Err(source)) => {
-            return fail(
-                &shared,
-                sock,
-                client,
-                GateError::UpstreamConnect {
-                    addr: upstream_addr,
-                    source,
-                },
-            );
-        }
-        Err(_) => {
-            return fail(
-                &shared,
-                sock,
-                client,
-                GateError::UpstreamTimeout {
-                    addr: upstream_addr,
-                    ms: shared.cfg.connect_timeout_ms,
-                },
-            );
-        }
+    let mut upstream = match connect_upstream(&shared, &leftover).await {
+        Ok(u) => u,
+        Err(e) => return fail(&shared, sock, client, e),
     };
     let _ = sock.set_nodelay(true);
-    let _ = upstream.set_nodelay(true);
-    if !leftover.is_empty()
-        && let Err(source) = upstream.write_all(&leftover).await
-    {
-        return fail(
-            &shared,
-            sock,
-            client,
-            GateError::UpstreamConnect {
-                addr: upstream_addr,
-                source,
-            },
-        );
-    }
 
     // A PROXY header from a peer that is not a trusted proxy is a forgery: a denial, even when
     // the peer's own address is admitted.
@@ -404,6 +363,27 @@ async fn relay(
             );
         }
     }
+}
+
+/// Connects to the upstream within the connect timeout and forwards the bytes that arrived after
+/// a PROXY header, so they go first.
+async fn connect_upstream(shared: &Shared, leftover: &[u8]) -> Result<TcpStream, GateError> {
+    let addr = shared.cfg.upstream;
+    let mut upstream = tokio::time::timeout(shared.cfg.connect_timeout(), TcpStream::connect(addr))
+        .await
+        .map_err(|_| GateError::UpstreamTimeout {
+            addr,
+            ms: shared.cfg.connect_timeout_ms,
+        })?
+        .map_err(|source| GateError::UpstreamConnect { addr, source })?;
+    let _ = upstream.set_nodelay(true);
+    if !leftover.is_empty() {
+        upstream
+            .write_all(leftover)
+            .await
+            .map_err(|source| GateError::UpstreamConnect { addr, source })?;
+    }
+    Ok(upstream)
 }
 
 /// Whether the client's first bytes are (or may be) a PROXY v1 or v2 header. Only looks (peek)

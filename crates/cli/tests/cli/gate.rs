@@ -198,6 +198,19 @@ fn update(env: &Env, ranges: &str) -> Instant {
     Instant::now()
 }
 
+/// A store with cluster rg/c authorizing `ranges`, and a gate for it, ready, in front of an
+/// echo upstream.
+async fn ready_gate(env: &Env, ranges: &str) -> GateProc {
+    cluster(env, ranges);
+    let up = echo_upstream().await;
+    let gate = GateProc::start(env, "rg", "c", up, &[]);
+    eventually("ready", || async {
+        http_get(gate.admin, "/readyz").await.0 == 200
+    })
+    .await;
+    gate
+}
+
 fn percentile(v: &mut [Duration], p: f64) -> Duration {
     v.sort();
     v[((v.len() as f64 - 1.0) * p).round() as usize]
@@ -207,13 +220,7 @@ fn percentile(v: &mut [Duration], p: f64) -> Duration {
 async fn gate_closes_an_established_connection_within_1s_when_the_cli_removes_its_range() {
     let _turn = crate::support::HEAVY.lock().await;
     let env = Env::new();
-    cluster(&env, "127.0.0.10/32,127.0.0.11/32");
-    let up = echo_upstream().await;
-    let gate = GateProc::start(&env, "rg", "c", up, &[]);
-    eventually("ready", || async {
-        http_get(gate.admin, "/readyz").await.0 == 200
-    })
-    .await;
+    let gate = ready_gate(&env, "127.0.0.10/32,127.0.0.11/32").await;
 
     let mut gone = connect_from(lo(0, 10), gate.listen).await.unwrap();
     let mut kept = connect_from(lo(0, 11), gate.listen).await.unwrap();
@@ -273,13 +280,7 @@ async fn gate_for_a_cluster_that_does_not_exist_admits_nothing() {
 async fn reload_under_load_fails_no_admitted_connection() {
     let _turn = crate::support::HEAVY.lock().await;
     let env = Env::new();
-    cluster(&env, "127.0.0.10/32");
-    let up = echo_upstream().await;
-    let gate = GateProc::start(&env, "rg", "c", up, &[]);
-    eventually("ready", || async {
-        http_get(gate.admin, "/readyz").await.0 == 200
-    })
-    .await;
+    let gate = ready_gate(&env, "127.0.0.10/32").await;
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let client = {
@@ -362,13 +363,7 @@ fn env_revision(env: &Env) -> i64 {
 async fn cli_change_is_enforced_within_100ms() {
     let _turn = crate::support::HEAVY.lock().await;
     let env = Env::new();
-    cluster(&env, "127.0.0.10/32");
-    let up = echo_upstream().await;
-    let gate = GateProc::start(&env, "rg", "c", up, &[]);
-    eventually("ready", || async {
-        http_get(gate.admin, "/readyz").await.0 == 200
-    })
-    .await;
+    let gate = ready_gate(&env, "127.0.0.10/32").await;
     let mut lat = Vec::new();
     for i in 0..20 {
         let committed = update(&env, &format!("127.0.0.10/32,192.0.2.{}/32", i + 1));
@@ -456,13 +451,7 @@ async fn latencies(to: SocketAddr, n: usize) -> Vec<Duration> {
 async fn flood_of_denied_connections_keeps_authorized_latency_and_memory_bounded() {
     let _turn = crate::support::HEAVY.lock().await;
     let env = Env::new();
-    cluster(&env, "127.0.0.10/32");
-    let up = echo_upstream().await;
-    let gate = GateProc::start(&env, "rg", "c", up, &[]);
-    eventually("ready", || async {
-        http_get(gate.admin, "/readyz").await.0 == 200
-    })
-    .await;
+    let gate = ready_gate(&env, "127.0.0.10/32").await;
     latencies(gate.listen, 50).await;
 
     // Other tests share this machine's two cores: a round whose figures were disturbed is

@@ -12,8 +12,7 @@ use apiwall_lab::kernel::rule_counters;
 use apiwall_lab::probe::probe;
 use serde_json::Value;
 
-use crate::support::{Env, MC};
-use crate::watcher::NODE;
+use crate::support::{Env, MC, NODE};
 
 const FW_NETNS: &str = "awlab-myAzureFirewall";
 const FW_TABLE: &str = "apiwall_myAzureFirewall";
@@ -352,20 +351,7 @@ fn lab_runs_the_procedure_and_matches_the_analysis() {
         ]);
         for c in colls.as_array().unwrap() {
             let name = c["name"].as_str().unwrap();
-            env.ok(&[
-                "network",
-                "firewall",
-                "network-rule",
-                "collection",
-                "delete",
-                "-g",
-                MC,
-                "-f",
-                "myAzureFirewall",
-                "-n",
-                name,
-                "--force",
-            ]);
+            env.delete_collection(name, true).ok();
         }
         for c in 0..3 {
             let action = if rng.below(3) == 0 { "Deny" } else { "Allow" };

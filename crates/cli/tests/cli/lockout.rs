@@ -3,8 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::support::Env;
-use crate::support::MC;
-use crate::watcher::NODE;
+use crate::support::{MC, NODE};
 
 #[test]
 fn a_change_that_cuts_the_nodes_off_is_refused_and_named() {
@@ -58,17 +57,7 @@ fn a_change_that_cuts_the_nodes_off_is_refused_and_named() {
     let mut forced = del.to_vec();
     forced.push("--force");
     env.ok(&forced);
-    let t = env.json(&[
-        "network",
-        "watcher",
-        "trace",
-        "-g",
-        MC,
-        "--vm",
-        NODE,
-        "--dest-ip",
-        api,
-    ]);
+    let t = env.trace_from_node(NODE, api, 443);
     assert_eq!(t["verdict"], "Deny");
     assert_eq!(t["blockedBy"], "firewall");
 }
@@ -90,17 +79,7 @@ fn removing_the_firewall_route_is_allowed_while_the_lb_ip_is_admitted() {
         "-o",
         "tsv",
     ]);
-    let t = env.json(&[
-        "network",
-        "watcher",
-        "trace",
-        "-g",
-        MC,
-        "--vm",
-        NODE,
-        "--dest-ip",
-        &vars["K8S_ENDPOINT_IP"],
-    ]);
+    let t = env.trace_from_node(NODE, &vars["K8S_ENDPOINT_IP"], 443);
     assert_eq!(t["verdict"], "Allow", "{t}");
     assert_eq!(t["seenAs"], lb_ip.trim());
 }

@@ -363,3 +363,63 @@ impl Env {
 /// Tests that load the machine (floods, the lab, timing claims) take turns: run side by side on
 /// 2 cores they would measure each other.
 pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The procedure's first node.
+pub const NODE: &str = "aks-nodepool1-81643024-vmss000000";
+
+impl Env {
+    /// `network watcher trace` of TCP `dest:port` from the procedure's node `vm`.
+    pub fn trace_from_node(&self, vm: &str, dest: &str, port: u16) -> Value {
+        let port = port.to_string();
+        self.json(&[
+            "network",
+            "watcher",
+            "trace",
+            "-g",
+            MC,
+            "--vm",
+            vm,
+            "--dest-ip",
+            dest,
+            "--dest-port",
+            &port,
+        ])
+    }
+
+    /// `network watcher trace` of TCP `dest:port` from internet address `source`.
+    pub fn trace_from_ip(&self, source: &str, dest: &str, port: u16) -> Value {
+        let port = port.to_string();
+        self.json(&[
+            "network",
+            "watcher",
+            "trace",
+            "--source-ip",
+            source,
+            "--dest-ip",
+            dest,
+            "--dest-port",
+            &port,
+        ])
+    }
+
+    /// `network firewall network-rule collection delete` on the procedure's firewall.
+    pub fn delete_collection(&self, name: &str, force: bool) -> Run {
+        let mut a = vec![
+            "network",
+            "firewall",
+            "network-rule",
+            "collection",
+            "delete",
+            "-g",
+            MC,
+            "-f",
+            "myAzureFirewall",
+            "-n",
+            name,
+        ];
+        if force {
+            a.push("--force");
+        }
+        self.run(&a)
+    }
+}

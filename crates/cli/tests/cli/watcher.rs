@@ -2,9 +2,7 @@
 
 use serde_json::Value;
 
-use crate::support::{Env, MC};
-
-pub const NODE: &str = "aks-nodepool1-81643024-vmss000000";
+use crate::support::{Env, MC, NODE};
 
 fn next_hop(env: &Env, dest: &str) -> Value {
     env.json(&[
@@ -104,19 +102,7 @@ fn anchors_of_the_procedures_end_state() {
     assert_eq!(ip_flow(&env, &format!("{api}:443"))["access"], "Allow");
     assert_eq!(ip_flow(&env, &format!("{api}:22"))["access"], "Deny");
 
-    let t = env.json(&[
-        "network",
-        "watcher",
-        "trace",
-        "-g",
-        MC,
-        "--vm",
-        NODE,
-        "--dest-ip",
-        api,
-        "--dest-port",
-        "443",
-    ]);
+    let t = env.trace_from_node(NODE, api, 443);
     assert_eq!(t["verdict"], "Allow");
     assert_eq!(t["seenAs"], fw_public.as_str());
     let components: Vec<&str> = t["hops"]
@@ -128,17 +114,7 @@ fn anchors_of_the_procedures_end_state() {
     assert_eq!(components, ["route", "firewall", "snat", "apiServer"]);
     assert_eq!(t["hops"][1]["rule"], "AllowTCPOutbound");
 
-    let t = env.json(&[
-        "network",
-        "watcher",
-        "trace",
-        "--source-ip",
-        "192.0.2.66",
-        "--dest-ip",
-        api,
-        "--dest-port",
-        "443",
-    ]);
+    let t = env.trace_from_ip("192.0.2.66", api, 443);
     assert_eq!(t["verdict"], "Deny");
     assert_eq!(t["blockedBy"], "apiServer");
     assert!(t["fix"].as_str().unwrap().contains("192.0.2.66/32"), "{t}");
