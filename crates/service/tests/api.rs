@@ -14,7 +14,7 @@ fn api() -> (tempfile::TempDir, LocalApi<SqliteStore>) {
     (dir, LocalApi::new(store))
 }
 
-fn cluster(api: &LocalApi<SqliteStore>, ranges: Option<&str>) {
+fn cluster(api: &LocalApi<SqliteStore>, outbound_type: OutboundType, ranges: Option<&str>) {
     api.call(
         Request::GroupCreate {
             name: "rg".into(),
@@ -29,7 +29,7 @@ fn cluster(api: &LocalApi<SqliteStore>, ranges: Option<&str>) {
             name: "c".into(),
             location: None,
             node_count: Some(2),
-            outbound_type: OutboundType::UserDefinedRouting,
+            outbound_type,
             authorized_ranges: ranges.map(|r| r.parse::<AuthorizedRanges>().unwrap()),
         }),
         false,
@@ -40,7 +40,7 @@ fn cluster(api: &LocalApi<SqliteStore>, ranges: Option<&str>) {
 #[test]
 fn a_repeated_create_is_not_a_new_revision() {
     let (_d, api) = api();
-    cluster(&api, None);
+    cluster(&api, OutboundType::UserDefinedRouting, None);
     let rev = api.revision().unwrap();
     let again = Request::GroupCreate {
         name: "RG".into(),
@@ -57,7 +57,7 @@ fn a_repeated_create_is_not_a_new_revision() {
 #[test]
 fn a_failed_call_changes_nothing() {
     let (_d, api) = api();
-    cluster(&api, None);
+    cluster(&api, OutboundType::UserDefinedRouting, None);
     let (world, rev) = api.world().unwrap();
     let bad = Request::RouteCreate(RouteSpec {
         rg: world
@@ -81,26 +81,7 @@ fn a_failed_call_changes_nothing() {
 #[test]
 fn lockout_is_refused_unless_forced() {
     let (_d, api) = api();
-    api.call(
-        Request::GroupCreate {
-            name: "rg".into(),
-            location: "westeurope".into(),
-        },
-        false,
-    )
-    .unwrap();
-    api.call(
-        Request::AksCreate(ClusterCreate {
-            rg: "rg".into(),
-            name: "c".into(),
-            location: None,
-            node_count: Some(2),
-            outbound_type: OutboundType::LoadBalancer,
-            authorized_ranges: None,
-        }),
-        false,
-    )
-    .unwrap();
+    cluster(&api, OutboundType::LoadBalancer, None);
     // The LB outbound IP is always admitted: restricting to another range is no lockout.
     let restrict = |force| {
         api.call(

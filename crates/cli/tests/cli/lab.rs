@@ -493,17 +493,7 @@ fn lab_runs_the_procedure_and_matches_the_analysis() {
     );
 
     // What the model removes, the lab removes: a node scaled away, a firewall without ip-config.
-    env.ok(&[
-        "aks",
-        "create",
-        "-g",
-        "myResourceGroup",
-        "-n",
-        "myAKSCluster",
-        "--node-count",
-        "2",
-        "--force",
-    ]);
+    env.aks_create(Some(2), true).ok();
     env.ok(&[
         "network",
         "firewall",

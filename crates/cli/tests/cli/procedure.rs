@@ -82,28 +82,8 @@ fn procedure_replays_and_rerunning_changes_nothing() {
     );
 
     // Re-running `aks create` without --node-count keeps the cluster's size.
-    env.ok(&[
-        "aks",
-        "create",
-        "-g",
-        "myResourceGroup",
-        "-n",
-        "myAKSCluster",
-        "--node-count",
-        "4",
-        "-o",
-        "none",
-    ]);
-    env.ok(&[
-        "aks",
-        "create",
-        "-g",
-        "myResourceGroup",
-        "-n",
-        "myAKSCluster",
-        "-o",
-        "none",
-    ]);
+    env.aks_create(Some(4), false).ok();
+    env.aks_create(None, false).ok();
     assert_eq!(
         env.json(&["vm", "list", "-g", rg])
             .as_array()
@@ -111,18 +91,7 @@ fn procedure_replays_and_rerunning_changes_nothing() {
             .len(),
         4
     );
-    env.ok(&[
-        "aks",
-        "create",
-        "-g",
-        "myResourceGroup",
-        "-n",
-        "myAKSCluster",
-        "--node-count",
-        "3",
-        "-o",
-        "none",
-    ]);
+    env.aks_create(Some(3), false).ok();
 
     let first = env.dump();
     let revision_probe = env.ok(&["configure"]);

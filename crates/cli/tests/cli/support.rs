@@ -329,6 +329,19 @@ impl Env {
         self.run(&a)
     }
 
+    /// `aks create` again on the procedure's cluster, with `--node-count` if given.
+    pub fn aks_create(&self, node_count: Option<u32>, force: bool) -> Run {
+        let count = node_count.map(|n| n.to_string());
+        let mut a = vec!["aks", "create", "-g", RG, "-n", CLUSTER, "-o", "none"];
+        if let Some(c) = &count {
+            a.extend(["--node-count", c]);
+        }
+        if force {
+            a.push("--force");
+        }
+        self.run(&a)
+    }
+
     /// Creates the procedure's route sending `api` to the firewall, or deletes it (`None`).
     pub fn firewall_route(&self, api: Option<&str>, force: bool) -> Run {
         let prefix = api.map(|a| format!("{a}/32")).unwrap_or_default();
